@@ -1,0 +1,1 @@
+"""Speech recognition building blocks: text, features, augmentation, the CTC model, decoding."""

@@ -1,0 +1,46 @@
+"""SpecAugment masks drawn from an explicit generator.
+
+torchaudio's masking transforms draw from the global RNG and take no generator, which couples
+augmentation to everything else that consumes random numbers. Here every utterance's masks come
+from a generator keyed on (seed, epoch, utterance), so they are the same whatever the batch
+composition, worker count or resume point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    """Mask counts and maximum widths (frequency bins, frames); ``p`` is the chance to augment."""
+
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 10
+    p: float = 1.0
+
+
+def spec_augment(
+    features: torch.Tensor, config: SpecAugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Return a copy of ``features`` (frames, bins) with masked bands set to the utterance mean."""
+    if torch.rand((), generator=generator) >= config.p:
+        return features
+    out = features.clone()
+    frames, bins = out.shape
+    fill = out.mean()
+    for _ in range(config.freq_masks):
+        width = int(torch.randint(0, config.freq_width + 1, (), generator=generator))
+        start = int(torch.randint(0, max(1, bins - width), (), generator=generator))
+        out[:, start : start + width] = fill
+    for _ in range(config.time_masks):
+        width = int(
+            torch.randint(0, min(config.time_width, frames // 5) + 1, (), generator=generator)
+        )
+        start = int(torch.randint(0, max(1, frames - width), (), generator=generator))
+        out[start : start + width, :] = fill
+    return out

@@ -1,0 +1,142 @@
+"""Kedro dataset that materialises a synthesized corpus plan as WAV files plus a digest manifest.
+
+``save(plan)`` renders only what is missing: an utterance whose file exists with the digest the
+manifest recorded for the same plan row is kept as is. A re-rendered utterance whose bytes differ
+from the digest recorded for the same plan row means synthesis is not reproducible: that fails,
+naming every such file. ``load()`` verifies every file against the manifest and returns the plan
+with audio paths and digests.
+
+Layout under ``path``: ``wav/<speaker>/<utt_id>.wav``, ``plan.csv`` (plan rows + fingerprint +
+digest) and ``SHA256SUMS`` (checkable with ``sha256sum -c``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import soundfile as sf
+from kedro.io import AbstractDataset, DatasetError
+
+from speech_repro.corpora.render import render_plan
+from speech_repro.repro.atomic import atomic_open, atomic_path
+from speech_repro.repro.hashing import ALGORITHM, file_digest, json_digest
+
+logger = logging.getLogger(__name__)
+
+RENDERER_VERSION = "espeak-ng-fork-v1"  # bump when rendering changes on purpose
+
+
+class CorpusDigestError(DatasetError):
+    """Audio bytes differ from the digests recorded for them."""
+
+
+class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """A corpus directory rendered from a plan table; see the module docstring."""
+
+    def __init__(self, *, path: str, workers: int = 2, metadata: dict | None = None):
+        self._root = Path(path)
+        self._workers = workers
+        self.metadata = metadata
+
+    @property
+    def _plan_file(self) -> Path:
+        return self._root / "plan.csv"
+
+    @property
+    def _sums_file(self) -> Path:
+        return self._root / f"{ALGORITHM.upper()}SUMS"
+
+    def _audio_path(self, speaker: str, utt_id: str) -> Path:
+        return self._root / "wav" / speaker / f"{utt_id}.wav"
+
+    def save(self, plan: pd.DataFrame) -> None:
+        plan = plan.copy()
+        plan["fingerprint"] = [
+            json_digest({**row, "renderer": RENDERER_VERSION}) for row in plan.to_dict("records")
+        ]
+        recorded = self._recorded_digests()
+        plan["digest"] = [
+            recorded.get(fp) if self._audio_path(s, u).exists() else None
+            for fp, s, u in zip(plan["fingerprint"], plan["speaker"], plan["utt_id"], strict=True)
+        ]
+        # A file whose bytes no longer match its recorded digest is rendered again.
+        stale = [
+            i
+            for i, row in enumerate(plan.itertuples())
+            if row.digest is None
+            or file_digest(self._audio_path(row.speaker, row.utt_id)) != row.digest
+        ]
+        logger.info("Corpus %s: %d of %d utterances to render", self._root, len(stale), len(plan))
+        changed: list[str] = []
+        if stale:
+            to_render = plan.iloc[stale]
+            waves = render_plan(to_render, self._workers)
+            for row, wave in zip(to_render.itertuples(), waves, strict=True):
+                path = self._audio_path(row.speaker, row.utt_id)
+                with atomic_path(path) as tmp:
+                    sf.write(tmp, wave, int(row.sample_rate), subtype="PCM_16", format="WAV")
+                digest = file_digest(path)
+                previous = recorded.get(row.fingerprint)
+                if previous is not None and previous != digest:
+                    changed.append(str(path))
+                plan.loc[row.Index, "digest"] = previous or digest
+        self._remove_unplanned(plan)
+        self._write_manifest(plan)
+        if changed:
+            raise CorpusDigestError(
+                f"Re-synthesis produced different bytes for {len(changed)} file(s) whose plan did "
+                f"not change (synthesis is not reproducible here): {', '.join(changed)}"
+            )
+
+    def load(self) -> pd.DataFrame:
+        if not self._plan_file.exists():
+            raise DatasetError(f"No corpus at {self._root}: run the data_processing pipeline")
+        plan = pd.read_csv(self._plan_file, dtype={"transcript": str}, keep_default_na=False)
+        plan["audio_path"] = [
+            str(self._audio_path(s, u))
+            for s, u in zip(plan["speaker"], plan["utt_id"], strict=True)
+        ]
+        missing = [p for p in plan["audio_path"] if not Path(p).exists()]
+        if missing:
+            raise CorpusDigestError(f"{len(missing)} audio file(s) missing: {', '.join(missing)}")
+        modified = [
+            p
+            for p, d in zip(plan["audio_path"], plan["digest"], strict=True)
+            if file_digest(p) != d
+        ]
+        if modified:
+            raise CorpusDigestError(
+                f"{len(modified)} audio file(s) differ from {self._sums_file}: {', '.join(modified)}"
+            )
+        return plan
+
+    def _recorded_digests(self) -> dict[str, str]:
+        if not self._plan_file.exists():
+            return {}
+        previous = pd.read_csv(self._plan_file, usecols=["fingerprint", "digest"])
+        return dict(zip(previous["fingerprint"], previous["digest"], strict=True))
+
+    def _remove_unplanned(self, plan: pd.DataFrame) -> None:
+        planned = {
+            self._audio_path(s, u) for s, u in zip(plan["speaker"], plan["utt_id"], strict=True)
+        }
+        for path in sorted((self._root / "wav").glob("*/*.wav")):
+            if path not in planned:
+                path.unlink()
+
+    def _write_manifest(self, plan: pd.DataFrame) -> None:
+        with atomic_open(self._plan_file) as handle:
+            plan.to_csv(handle, index=False)
+        with atomic_open(self._sums_file) as handle:
+            for row in plan.itertuples():
+                rel = self._audio_path(row.speaker, row.utt_id).relative_to(self._root)
+                handle.write(f"{row.digest.split(':', 1)[1]}  {rel}\n")
+
+    def _exists(self) -> bool:
+        return self._plan_file.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._root), "workers": self._workers}

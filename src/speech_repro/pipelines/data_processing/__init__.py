@@ -1,0 +1,5 @@
+"""Corpus synthesis, manifest, split lock, features and their statistics."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

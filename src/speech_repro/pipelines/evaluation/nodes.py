@@ -1,0 +1,99 @@
+"""Evaluation: greedy CTC decoding and jiwer metrics under the declared text normalisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jiwer
+import pandas as pd
+import torch
+
+from speech_repro.asr.batching import collate
+from speech_repro.asr.model import CTCModel, ModelConfig, greedy_decode
+from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.pipelines.training.nodes import build_utterances
+from speech_repro.repro.hashing import json_digest
+
+
+def transcribe(
+    model: dict,
+    features: dict,
+    split_lock: pd.DataFrame,
+    manifest: pd.DataFrame,
+    norm_stats: dict,
+    text: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> pd.DataFrame:
+    """Greedy-decode every utterance of the evaluated splits; references beside hypotheses."""
+    net = CTCModel(ModelConfig(**model["config"]))
+    net.load_state_dict(model["weights"])
+    net.eval()
+    vocabulary = CharVocabulary(model["vocabulary"])
+    rows = split_lock[split_lock["split"].isin(evaluation["splits"])]
+    utterances = build_utterances(features, norm_stats, manifest, rows["utt_id"].tolist(), text)
+    hypotheses: dict[str, str] = {}
+    size = evaluation["batch_size"]
+    with torch.inference_mode():
+        for start in range(0, len(utterances), size):
+            batch = collate(utterances[start : start + size])
+            log_probs, lengths = net(batch["features"], batch["lengths"])
+            for utt_id, path in zip(
+                batch["utt_ids"], greedy_decode(log_probs, lengths), strict=True
+            ):
+                hypotheses[utt_id] = vocabulary.decode(path)
+    normalize = TextNormalization(**text["normalization"])
+    transcripts = dict(zip(manifest["utt_id"], manifest["transcript"], strict=True))
+    return pd.DataFrame(
+        {
+            "utt_id": rows["utt_id"].to_numpy(),
+            "split": rows["split"].to_numpy(),
+            "speaker": rows["speaker"].to_numpy(),
+            "reference": [normalize(transcripts[u]) for u in rows["utt_id"]],
+            "hypothesis": [normalize(hypotheses[u]) for u in rows["utt_id"]],
+        }
+    )
+
+
+def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float | int]:
+    """WER, MER, WIL with edit counts over words, and CER over characters (jiwer)."""
+    words = jiwer.process_words(references, hypotheses)
+    chars = jiwer.process_characters(references, hypotheses)
+    return {
+        "wer": words.wer,
+        "mer": words.mer,
+        "wil": words.wil,
+        "cer": chars.cer,
+        "substitutions": words.substitutions,
+        "deletions": words.deletions,
+        "insertions": words.insertions,
+        "hits": words.hits,
+        "reference_words": words.hits + words.substitutions + words.deletions,
+        "utterances": len(references),
+    }
+
+
+def score(
+    hypotheses: pd.DataFrame, text: dict[str, Any]
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Metrics per split (JSON) plus per-split and per-speaker tables."""
+    per_split = _grouped_rates(hypotheses, ["split"])
+    per_speaker = _grouped_rates(hypotheses, ["split", "speaker"])
+    metrics = {
+        "normalization": text["normalization"],
+        "normalization_digest": json_digest(text["normalization"]),
+        "splits": {
+            r["split"]: {k: v for k, v in r.items() if k != "split"}
+            for r in per_split.to_dict("records")
+        },
+    }
+    return metrics, per_split, per_speaker
+
+
+def _grouped_rates(hypotheses: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    rows = []
+    for group, frame in hypotheses.groupby(keys, sort=True):
+        values = dict(zip(keys, group if isinstance(group, tuple) else (group,), strict=True))
+        rows.append(
+            {**values, **error_rates(frame["reference"].tolist(), frame["hypothesis"].tolist())}
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,74 @@
+"""Save and load nested training state (model, optimizer, scheduler, RNG) without pickle.
+
+Tensors go into a safetensors file; everything else (numbers, strings, nesting, tuples, integer
+dict keys) goes into a JSON skeleton stored in the file's metadata. Loading never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from speech_repro.repro.atomic import atomic_path
+
+_SKELETON_KEY = "state_skeleton"
+
+
+def save_state(path: str | Path, state: Any, metadata: dict[str, str] | None = None) -> None:
+    """Atomically write ``state`` (any nesting of dicts, lists, tuples, tensors, scalars) to ``path``."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _encode(state, "", tensors)
+    meta = {**(metadata or {}), _SKELETON_KEY: json.dumps(skeleton, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_state(path: str | Path) -> Any:
+    """Load what :func:`save_state` wrote."""
+    tensors = load_file(str(path))
+    return _decode(json.loads(read_metadata(path)[_SKELETON_KEY]), tensors)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file, without reading its tensors."""
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata() or {}
+
+
+def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        name = key or "root"
+        # safetensors refuses shared or non-contiguous storage; a private copy is always safe.
+        tensors[name] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": name}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {"__map__": {k: _encode(v, f"{key}/{k}", tensors) for k, v in value.items()}}
+        return {"__items__": [[k, _encode(v, f"{key}/{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, f"{key}/{i}", tensors) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, f"{key}/{i}", tensors) for i, v in enumerate(value)]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {key!r} without pickling")
+
+
+def _decode(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, list):
+        return [_decode(v, tensors) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "__tensor__" in node:
+        return tensors[node["__tensor__"]]
+    if "__map__" in node:
+        return {k: _decode(v, tensors) for k, v in node["__map__"].items()}
+    if "__items__" in node:
+        return {k: _decode(v, tensors) for k, v in node["__items__"]}
+    if "__tuple__" in node:
+        return tuple(_decode(v, tensors) for v in node["__tuple__"])
+    raise ValueError(f"unknown state node {sorted(node)}")

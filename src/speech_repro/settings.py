@@ -1,0 +1,10 @@
+"""Project settings: https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+
+from kedro.config import OmegaConfigLoader
+
+from speech_repro.repro.hooks import DeterminismHook
+
+HOOKS = (DeterminismHook(),)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}
