@@ -7,4 +7,9 @@ from speech_repro.repro.hooks import DeterminismHook
 HOOKS = (DeterminismHook(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # An environment (conf/test, conf/local) overrides single keys, not whole sections.
+    "merge_strategy": {"parameters": "soft"},
+}

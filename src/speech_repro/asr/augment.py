@@ -34,13 +34,13 @@ def spec_augment(
     frames, bins = out.shape
     fill = out.mean()
     for _ in range(config.freq_masks):
-        width = int(torch.randint(0, config.freq_width + 1, (), generator=generator))
-        start = int(torch.randint(0, max(1, bins - width), (), generator=generator))
+        width = int(torch.randint(0, min(config.freq_width, bins) + 1, (), generator=generator))
+        start = int(torch.randint(0, bins - width + 1, (), generator=generator))
         out[:, start : start + width] = fill
     for _ in range(config.time_masks):
         width = int(
             torch.randint(0, min(config.time_width, frames // 5) + 1, (), generator=generator)
         )
-        start = int(torch.randint(0, max(1, frames - width), (), generator=generator))
+        start = int(torch.randint(0, frames - width + 1, (), generator=generator))
         out[start : start + width, :] = fill
     return out

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,11 @@ class CTCModel(nn.Module):
         super().__init__()
         self.config = config
         pad = config.conv_kernel // 2
-        self.frontend = nn.Sequential(
-            nn.Conv1d(config.n_mels, config.conv_channels, config.conv_kernel, config.stride, pad),
-            nn.GELU(),
-            nn.Conv1d(config.conv_channels, config.conv_channels, config.conv_kernel, 1, pad),
-            nn.GELU(),
+        self.subsample = nn.Conv1d(
+            config.n_mels, config.conv_channels, config.conv_kernel, config.stride, pad
+        )
+        self.conv = nn.Conv1d(
+            config.conv_channels, config.conv_channels, config.conv_kernel, 1, pad
         )
         self.rnn = nn.GRU(
             config.conv_channels,
@@ -60,8 +61,12 @@ class CTCModel(nn.Module):
     def forward(
         self, features: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.frontend(features.transpose(1, 2)).transpose(1, 2)
         out_lengths = self.output_lengths(lengths)
+        x = F.gelu(self.subsample(features.transpose(1, 2)))
+        # Padding frames must look like the convolution's own zero padding to the next layer,
+        # otherwise an utterance's output depends on the longest utterance in its batch.
+        valid = torch.arange(x.shape[-1], device=x.device) < out_lengths[:, None].to(x.device)
+        x = F.gelu(self.conv(x * valid[:, None, :])).transpose(1, 2)
         packed = nn.utils.rnn.pack_padded_sequence(
             x, out_lengths.cpu(), batch_first=True, enforce_sorted=False
         )

@@ -53,38 +53,31 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         return self._root / "wav" / speaker / f"{utt_id}.wav"
 
     def save(self, plan: pd.DataFrame) -> None:
-        plan = plan.copy()
-        plan["fingerprint"] = [
-            json_digest({**row, "renderer": RENDERER_VERSION}) for row in plan.to_dict("records")
-        ]
+        plan = plan.reset_index(drop=True)
+        rows = plan.to_dict("records")
+        fingerprints = [json_digest({**row, "renderer": RENDERER_VERSION}) for row in rows]
+        paths = [self._audio_path(row["speaker"], row["utt_id"]) for row in rows]
         recorded = self._recorded_digests()
-        plan["digest"] = [
-            recorded.get(fp) if self._audio_path(s, u).exists() else None
-            for fp, s, u in zip(plan["fingerprint"], plan["speaker"], plan["utt_id"], strict=True)
+        # Keep a file only if its bytes still match what was recorded for the same plan row.
+        digests = [
+            recorded.get(fp) if path.exists() and file_digest(path) == recorded.get(fp) else None
+            for fp, path in zip(fingerprints, paths, strict=True)
         ]
-        # A file whose bytes no longer match its recorded digest is rendered again.
-        stale = [
-            i
-            for i, row in enumerate(plan.itertuples())
-            if row.digest is None
-            or file_digest(self._audio_path(row.speaker, row.utt_id)) != row.digest
-        ]
-        logger.info("Corpus %s: %d of %d utterances to render", self._root, len(stale), len(plan))
+        stale = [i for i, digest in enumerate(digests) if digest is None]
+        logger.info("Corpus %s: %d of %d utterances to render", self._root, len(stale), len(rows))
         changed: list[str] = []
         if stale:
-            to_render = plan.iloc[stale]
-            waves = render_plan(to_render, self._workers)
-            for row, wave in zip(to_render.itertuples(), waves, strict=True):
-                path = self._audio_path(row.speaker, row.utt_id)
-                with atomic_path(path) as tmp:
-                    sf.write(tmp, wave, int(row.sample_rate), subtype="PCM_16", format="WAV")
-                digest = file_digest(path)
-                previous = recorded.get(row.fingerprint)
-                if previous is not None and previous != digest:
-                    changed.append(str(path))
-                plan.loc[row.Index, "digest"] = previous or digest
-        self._remove_unplanned(plan)
-        self._write_manifest(plan)
+            waves = render_plan(plan.iloc[stale], self._workers)
+            for i, wave in zip(stale, waves, strict=True):
+                with atomic_path(paths[i]) as tmp:
+                    sf.write(tmp, wave, int(rows[i]["sample_rate"]), subtype="PCM_16", format="WAV")
+                digests[i] = file_digest(paths[i])
+                previous = recorded.get(fingerprints[i])
+                if previous is not None and previous != digests[i]:
+                    changed.append(str(paths[i]))
+                    digests[i] = previous  # the manifest keeps the first recorded truth
+        self._remove_unplanned(set(paths))
+        self._write_manifest(plan.assign(fingerprint=fingerprints, digest=digests), paths)
         if changed:
             raise CorpusDigestError(
                 f"Re-synthesis produced different bytes for {len(changed)} file(s) whose plan did "
@@ -119,21 +112,17 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         previous = pd.read_csv(self._plan_file, usecols=["fingerprint", "digest"])
         return dict(zip(previous["fingerprint"], previous["digest"], strict=True))
 
-    def _remove_unplanned(self, plan: pd.DataFrame) -> None:
-        planned = {
-            self._audio_path(s, u) for s, u in zip(plan["speaker"], plan["utt_id"], strict=True)
-        }
+    def _remove_unplanned(self, planned: set[Path]) -> None:
         for path in sorted((self._root / "wav").glob("*/*.wav")):
             if path not in planned:
                 path.unlink()
 
-    def _write_manifest(self, plan: pd.DataFrame) -> None:
+    def _write_manifest(self, plan: pd.DataFrame, paths: list[Path]) -> None:
         with atomic_open(self._plan_file) as handle:
             plan.to_csv(handle, index=False)
         with atomic_open(self._sums_file) as handle:
-            for row in plan.itertuples():
-                rel = self._audio_path(row.speaker, row.utt_id).relative_to(self._root)
-                handle.write(f"{row.digest.split(':', 1)[1]}  {rel}\n")
+            for digest, path in zip(plan["digest"], paths, strict=True):
+                handle.write(f"{digest.split(':', 1)[1]}  {path.relative_to(self._root)}\n")
 
     def _exists(self) -> bool:
         return self._plan_file.exists()

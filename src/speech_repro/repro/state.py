@@ -22,7 +22,7 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, str] | None = N
     """Atomically write ``state`` (any nesting of dicts, lists, tuples, tensors, scalars) to ``path``."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _encode(state, "", tensors)
-    meta = {**(metadata or {}), _SKELETON_KEY: json.dumps(skeleton, sort_keys=True)}
+    meta = {**(metadata or {}), _SKELETON_KEY: json.dumps(skeleton)}  # keeps dict order
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -42,6 +42,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(value, torch.Tensor):
         name = key or "root"
+        if name in tensors:  # e.g. {"a/b": x, "a": {"b": y}}: refuse rather than overwrite
+            raise ValueError(f"two tensors would be stored under the name {name!r}")
         # safetensors refuses shared or non-contiguous storage; a private copy is always safe.
         tensors[name] = value.detach().cpu().contiguous().clone()
         return {"__tensor__": name}

@@ -1,0 +1,92 @@
+"""Shared fixtures: the project's own test configuration, a tiny real corpus, temp project copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from speech_repro.corpora.dataset import SynthesizedCorpusDataset
+from speech_repro.pipelines.data_processing import nodes as dp
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["conf", "src", "pyproject.toml", ".telemetry"]
+
+
+@pytest.fixture(scope="session")
+def params() -> dict:
+    """Parameters of the ``test`` environment (conf/base soft-merged with conf/test)."""
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        base_env="base",
+        default_run_env="test",
+        merge_strategy={"parameters": "soft"},
+    )
+    return loader["parameters"]
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory, params) -> Path:
+    """A tiny corpus rendered once per session by the real synthesizer."""
+    root = tmp_path_factory.mktemp("corpus")
+    SynthesizedCorpusDataset(path=str(root), workers=2).save(dp.plan_corpus(params["corpus"]))
+    return root
+
+
+@pytest.fixture(scope="session")
+def prepared(corpus_dir, params) -> dict:
+    """Manifest, split lock, features, statistics of the tiny corpus, computed by the real nodes."""
+    manifest = dp.build_manifest(SynthesizedCorpusDataset(path=str(corpus_dir)).load())
+    split_lock = dp.assign_splits(manifest, params["split"])
+    features = dp.compute_features(manifest, params["features"])
+    feature_stats = dp.summarize_features(features, manifest, params["features"])
+    norm_stats = dp.compute_normalization(features, split_lock, feature_stats)
+    return {
+        "manifest": manifest,
+        "split_lock": split_lock,
+        "features": features,
+        "feature_stats": feature_stats,
+        "norm_stats": norm_stats,
+    }
+
+
+def copy_project(destination: Path) -> Path:
+    """A runnable copy of the project (configuration, sources, empty data/) at ``destination``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(
+                source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "local")
+            )
+        else:
+            shutil.copy2(source, destination / name)
+    (destination / "conf" / "local").mkdir(exist_ok=True)
+    (destination / "data").mkdir(exist_ok=True)
+    return destination
+
+
+def run_kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``kedro <args>`` in a fresh process inside ``project``; raises with output on failure.
+
+    ``env`` replaces the inherited environment (telemetry is then up to the project's own opt-out).
+    """
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"} if env is None else env
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=project,
+        # Wide enough that rich does not wrap log lines the tests search.
+        env={**env, "COLUMNS": "300"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"kedro {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
