@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
 from speech_repro.pipelines.training.nodes import train_model
 from speech_repro.repro.checkpoints import CheckpointStore
+from speech_repro.repro.determinism import seed_globals
 from speech_repro.repro.hashing import tensors_digest
 
 
@@ -67,9 +71,13 @@ def test_each_epoch_leaves_a_full_checkpoint(prepared, params, tmp_path):
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
 
 
-def test_training_does_not_disturb_the_global_rng(prepared, params, tmp_path):
-    torch.manual_seed(7)
-    expected = torch.rand(3)
-    torch.manual_seed(7)
+def _draws() -> tuple:
+    return random.random(), float(np.random.random()), torch.rand(3).tolist()
+
+
+def test_training_does_not_disturb_the_global_rngs(prepared, params, tmp_path):
+    seed_globals(7)
+    expected = _draws()
+    seed_globals(7)
     _train(prepared, params, CheckpointStore(tmp_path))
-    assert torch.equal(torch.rand(3), expected)
+    assert _draws() == expected

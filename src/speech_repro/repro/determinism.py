@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,16 @@ def capture_rng_state() -> dict[str, Any]:
     if torch.cuda.is_available():
         state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
+
+
+@contextlib.contextmanager
+def preserved_rng_state() -> Iterator[None]:
+    """Run a block without leaving a trace on the global RNGs (random, NumPy, torch, CUDA)."""
+    saved = capture_rng_state()
+    try:
+        yield
+    finally:
+        restore_rng_state(saved)
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:

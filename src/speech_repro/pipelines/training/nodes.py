@@ -20,6 +20,7 @@ from speech_repro.repro.determinism import (
     capture_rng_state,
     derive_seed,
     make_generator,
+    preserved_rng_state,
     restore_rng_state,
     seed_globals,
     seed_worker,
@@ -62,8 +63,8 @@ def train_model(
 ) -> tuple[dict, pd.DataFrame]:
     """Train the CTC model on the train split; returns the model bundle and the per-step log.
 
-    Every random stream is keyed on ``training.seed``; the global RNGs are restored afterwards, so
-    the node leaves no trace on the process. If ``checkpoints`` already holds a checkpoint of this
+    Every random stream is keyed on ``training.seed``; the global RNGs (random, NumPy, torch) are
+    restored afterwards, so the node leaves no trace on the process. If ``checkpoints`` already holds a checkpoint of this
     run, training continues from it bit-exactly.
     """
     seed = int(training["seed"])
@@ -78,7 +79,7 @@ def train_model(
         **model,
     )
 
-    with torch.random.fork_rng(devices=[]):
+    with preserved_rng_state():
         seed_globals(derive_seed(seed, "init"))
         net = CTCModel(config)
         optimizer = torch.optim.AdamW(
@@ -104,7 +105,11 @@ def train_model(
             logger.info("Resumed from checkpoint at step %d (epoch %d)", step, state["epoch"])
 
         progress = tqdm(
-            total=training["epochs"] * steps_per_epoch, initial=len(log), desc="train", unit="step"
+            mininterval=1.0,
+            total=training["epochs"] * steps_per_epoch,
+            initial=len(log),
+            desc="train",
+            unit="step",
         )
         for epoch in range(start_epoch, training["epochs"]):
             net.train()
