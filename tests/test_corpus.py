@@ -14,7 +14,7 @@ import soundfile as sf
 from speech_repro.corpora import dataset as corpus_dataset
 from speech_repro.corpora.dataset import CorpusDigestError, SynthesizedCorpusDataset
 from speech_repro.corpora.digits import plan_digit_corpus
-from speech_repro.repro.hashing import file_digest
+from speech_repro.repro.hashing import SUMS_FILE, file_digest
 
 # Breathy (f2) and whispered voices draw from espeak's noise generator, which the library seeds
 # from the wall clock unless told otherwise: they are the ones that used to differ run to run.
@@ -43,7 +43,7 @@ def _render_in_fresh_process(params: dict, root: Path, reverse: bool, workers: i
 
 
 def _digests(root: Path) -> dict[str, str]:
-    lines = (root / "SHA256SUMS").read_text().splitlines()
+    lines = (root / SUMS_FILE).read_text().splitlines()
     return {name: digest for digest, name in (line.split("  ", 1) for line in lines)}
 
 
@@ -55,7 +55,7 @@ def test_synthesis_is_bit_identical_across_fresh_processes_orders_and_workers(tm
     assert len(first) == 2 * 4 * 3
     assert first == second
     for name, digest in first.items():  # the manifest names real files with those digests
-        assert file_digest(tmp_path / "a" / name) == f"sha256:{digest}"
+        assert file_digest(tmp_path / "a" / name) == f"blake3:{digest}"
 
 
 def test_rendered_audio_is_16k_mono_pcm16_speech(corpus_dir):
@@ -100,7 +100,7 @@ def test_regeneration_with_different_bytes_fails_naming_the_files(tmp_path, para
     # Pretend an earlier synthesis produced other bytes for two utterances, then regenerate them.
     manifest = pd.read_csv(tmp_path / "plan.csv", keep_default_na=False)
     victims = manifest["utt_id"].iloc[[0, 2]].tolist()
-    manifest.loc[manifest["utt_id"].isin(victims), "digest"] = "sha256:" + "0" * 64
+    manifest.loc[manifest["utt_id"].isin(victims), "digest"] = "blake3:" + "0" * 64
     manifest.to_csv(tmp_path / "plan.csv", index=False)
     for utt_id in victims:
         next(tmp_path.glob(f"wav/*/{utt_id}.wav")).unlink()

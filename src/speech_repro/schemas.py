@@ -19,7 +19,7 @@ class Manifest(pa.DataFrameModel):
     num_samples: Series[int] = pa.Field(gt=0)
     duration: Series[float] = pa.Field(gt=0, le=MAX_UTTERANCE_SECONDS)
     transcript: Series[str] = pa.Field(str_length={"min_value": 1})
-    digest: Series[str] = pa.Field(str_matches=r"^sha256:[0-9a-f]{64}$")
+    digest: Series[str] = pa.Field(str_matches=r"^blake3:[0-9a-f]{64}$")
 
     @pa.dataframe_check
     def duration_matches_samples(cls, df):
@@ -32,7 +32,7 @@ class SplitLock(pa.DataFrameModel):
     utt_id: Series[str] = pa.Field(unique=True)
     speaker: Series[str]
     split: Series[str] = pa.Field(isin=["train", "dev", "test"])
-    digest: Series[str] = pa.Field(str_matches=r"^sha256:[0-9a-f]{64}$")
+    digest: Series[str] = pa.Field(str_matches=r"^blake3:[0-9a-f]{64}$")
 
     @pa.dataframe_check
     def speakers_are_disjoint(cls, df):

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
+from blake3 import blake3
 
 from speech_repro.repro.hashing import (
     bytes_digest,
+    check_sums,
     combined_digest,
     file_digest,
+    format_sums,
     json_digest,
     tensors_digest,
 )
 
 
-def test_bytes_and_file_digest_match_hashlib(tmp_path):
+def test_bytes_and_file_digest_match_the_reference_blake3(tmp_path):
     data = bytes(range(256)) * 5000  # > 1 MiB, so chunked reading matters
     path = tmp_path / "blob.bin"
     path.write_bytes(data)
-    expected = "sha256:" + hashlib.sha256(data).hexdigest()
+    expected = "blake3:" + blake3(data).hexdigest()
     assert bytes_digest(data) == expected
     assert file_digest(path) == expected
     assert file_digest(str(path)) == expected
 
 
 def test_known_empty_digest():
+    # The BLAKE3 test vector for empty input.
     assert bytes_digest(b"") == (
-        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
     )
 
 
@@ -77,4 +79,19 @@ def test_tensors_digest_handles_empty_and_scalar_tensors():
     assert tensors_digest({"b": torch.tensor([True])}) != tensors_digest(
         {"b": torch.tensor([False])}
     )
-    assert tensors_digest({}) == "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert tensors_digest({}) == "blake3:" + blake3(b"").hexdigest()
+
+
+def test_sums_listing_round_trip_and_check(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"one")
+    (tmp_path / "y.wav").write_bytes(b"two")
+    listing = tmp_path / "B3SUMS"
+    listing.write_text(
+        format_sums({name: file_digest(tmp_path / name) for name in ["y.wav", "a/x.wav"]})
+    )
+    assert listing.read_text().splitlines()[0].endswith("  a/x.wav")  # sorted by path
+    assert check_sums(listing) == []
+    (tmp_path / "y.wav").write_bytes(b"tow")
+    (tmp_path / "a" / "x.wav").unlink()
+    assert check_sums(listing) == ["a/x.wav", "y.wav"]

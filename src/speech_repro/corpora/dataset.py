@@ -7,7 +7,8 @@ naming every such file. ``load()`` verifies every file against the manifest and 
 with audio paths and digests.
 
 Layout under ``path``: ``wav/<speaker>/<utt_id>.wav``, ``plan.csv`` (plan rows + fingerprint +
-digest) and ``SHA256SUMS`` (checkable with ``sha256sum -c``).
+digest) and ``B3SUMS`` (checkable with ``b3sum --check`` or
+``python -m speech_repro.repro.hashing check``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from speech_repro.corpora.render import render_plan
 from speech_repro.repro.atomic import atomic_open, atomic_path
-from speech_repro.repro.hashing import ALGORITHM, file_digest, json_digest
+from speech_repro.repro.hashing import SUMS_FILE, file_digest, format_sums, json_digest
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     @property
     def _sums_file(self) -> Path:
-        return self._root / f"{ALGORITHM.upper()}SUMS"
+        return self._root / SUMS_FILE
 
     def _audio_path(self, speaker: str, utt_id: str) -> Path:
         return self._root / "wav" / speaker / f"{utt_id}.wav"
@@ -120,9 +121,9 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     def _write_manifest(self, plan: pd.DataFrame, paths: list[Path]) -> None:
         with atomic_open(self._plan_file) as handle:
             plan.to_csv(handle, index=False)
+        relative = [str(p.relative_to(self._root)) for p in paths]
         with atomic_open(self._sums_file) as handle:
-            for digest, path in zip(plan["digest"], paths, strict=True):
-                handle.write(f"{digest.split(':', 1)[1]}  {path.relative_to(self._root)}\n")
+            handle.write(format_sums(dict(zip(relative, plan["digest"], strict=True))))
 
     def _exists(self) -> bool:
         return self._plan_file.exists()
