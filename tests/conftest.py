@@ -13,6 +13,7 @@ from kedro.config import OmegaConfigLoader
 
 from speech_repro.corpora.dataset import SynthesizedCorpusDataset
 from speech_repro.pipelines.data_processing import nodes as dp
+from speech_repro.repro.shards import ShardedTensors, write_shards
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["conf", "src", "pyproject.toml", ".telemetry"]
@@ -39,14 +40,24 @@ def corpus_dir(tmp_path_factory, params) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prepared(corpus_dir, params) -> dict:
+def prepared(corpus_dir, params, tmp_path_factory) -> dict:
     """Manifest, split lock, features, statistics of the tiny corpus, computed by the real nodes."""
-    manifest = dp.build_manifest(SynthesizedCorpusDataset(path=str(corpus_dir)).load())
+    raw = SynthesizedCorpusDataset(path=str(corpus_dir)).load()
+    manifest = dp.build_manifest(raw, params["audio"], params["text"])
     split_lock = dp.assign_splits(manifest, params["split"])
-    features = dp.compute_features(manifest, params["features"])
+    store = tmp_path_factory.mktemp("features")
+    write_shards(
+        store,
+        dp.compute_features(manifest, params["features"], params["audio"], params["sharding"]),
+    )
+    features = ShardedTensors(store)
     feature_stats = dp.summarize_features(features, manifest, params["features"])
-    norm_stats = dp.compute_normalization(features, split_lock, feature_stats)
+    norm_stats, drift_report = dp.fit_normalization(
+        features, split_lock, feature_stats, params["drift"]
+    )
     return {
+        "raw_corpus": raw,
+        "drift_report": drift_report,
         "manifest": manifest,
         "split_lock": split_lock,
         "features": features,

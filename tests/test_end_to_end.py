@@ -16,7 +16,7 @@ from speech_repro.repro.state import load_state
 
 from .conftest import copy_project, run_kedro
 
-PIPELINES = ["data_processing", "training", "evaluation"]
+PIPELINES = ["embedded_corpus", "data_processing", "training", "evaluation", "experiment"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_registry_lists_the_pipelines_without_telemetry_prompt(project):
     assert "telemetry" not in (result.stdout + result.stderr).lower()
 
 
-def test_viz_build_holds_the_three_pipelines(project, two_runs):
+def test_viz_build_holds_every_pipeline(project, two_runs):
     run_kedro(project, "viz", "build")
     main = json.loads((project / "build/api/main").read_text())
     assert {p["id"] for p in main["pipelines"]} == {*PIPELINES, "__default__"}

@@ -2,15 +2,23 @@
 
 from kedro.pipeline import Pipeline
 
-from speech_repro.pipelines import data_processing, evaluation, training
+from speech_repro.pipelines import data_processing, embedded_corpus, evaluation, training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines; ``__default__`` runs data processing, training, evaluation."""
+    """Register the pipelines.
+
+    ``experiment`` (data processing, training, evaluation) runs on whatever corpus the catalog's
+    ``raw_corpus`` names; ``__default__`` first renders the embedded digits corpus.
+    """
     pipelines = {
+        "embedded_corpus": embedded_corpus.create_pipeline(),
         "data_processing": data_processing.create_pipeline(),
         "training": training.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
     }
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["experiment"] = (
+        pipelines["data_processing"] + pipelines["training"] + pipelines["evaluation"]
+    )
+    pipelines["__default__"] = pipelines["embedded_corpus"] + pipelines["experiment"]
     return pipelines

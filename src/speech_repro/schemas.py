@@ -1,11 +1,21 @@
-"""Pandera schemas of the tables that flow through the pipelines, checked on every catalog save/load."""
+"""Pandera schemas of the tables that flow through the pipelines.
+
+Static rules live in the ``DataFrameModel`` classes and are checked by the catalog on every save
+and load. Rules that depend on configuration (audio policy, vocabulary) are added by
+:func:`validate_manifest`, which reports every failing utterance at once.
+"""
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
+from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-MAX_UTTERANCE_SECONDS = 30.0
+from speech_repro.asr.audio import AudioPolicy
+from speech_repro.asr.text import CharVocabulary, TextNormalization
+
+DIGEST = r"^blake3:[0-9a-f]{64}$"
 
 
 class Manifest(pa.DataFrameModel):
@@ -14,12 +24,15 @@ class Manifest(pa.DataFrameModel):
     utt_id: Series[str] = pa.Field(unique=True)
     speaker: Series[str] = pa.Field(str_length={"min_value": 1})
     audio_path: Series[str]
+    start: Series[float] = pa.Field(ge=0)
+    end: Series[float] = pa.Field(nullable=True)  # NaN: to the end of the file
     sample_rate: Series[int] = pa.Field(gt=0)
-    channels: Series[int] = pa.Field(eq=1)
+    channels: Series[int] = pa.Field(ge=1)
     num_samples: Series[int] = pa.Field(gt=0)
-    duration: Series[float] = pa.Field(gt=0, le=MAX_UTTERANCE_SECONDS)
-    transcript: Series[str] = pa.Field(str_length={"min_value": 1})
-    digest: Series[str] = pa.Field(str_matches=r"^blake3:[0-9a-f]{64}$")
+    duration: Series[float] = pa.Field(gt=0)
+    transcript: Series[str]
+    digest: Series[str] = pa.Field(str_matches=DIGEST)
+    audio_error: Series[str] = pa.Field(str_length={"max_value": 0})  # empty: readable
 
     @pa.dataframe_check
     def duration_matches_samples(cls, df):
@@ -32,11 +45,17 @@ class SplitLock(pa.DataFrameModel):
     utt_id: Series[str] = pa.Field(unique=True)
     speaker: Series[str]
     split: Series[str] = pa.Field(isin=["train", "dev", "test"])
-    digest: Series[str] = pa.Field(str_matches=r"^blake3:[0-9a-f]{64}$")
+    digest: Series[str] = pa.Field(str_matches=DIGEST)
 
     @pa.dataframe_check
     def speakers_are_disjoint(cls, df):
+        """No speaker in two splits."""
         return df.groupby("speaker")["split"].transform("nunique") == 1
+
+    @pa.dataframe_check
+    def audio_is_disjoint(cls, df):
+        """No identical audio (same digest) in two splits."""
+        return df.groupby("digest")["split"].transform("nunique") == 1
 
 
 class FeatureStats(pa.DataFrameModel):
@@ -64,3 +83,89 @@ class Hypotheses(pa.DataFrameModel):
     speaker: Series[str]
     reference: Series[str] = pa.Field(str_length={"min_value": 1})
     hypothesis: Series[str] = pa.Field(nullable=False)
+
+
+class CorpusValidationError(ValueError):
+    """The corpus breaks the manifest's rules; the message names every offending utterance."""
+
+
+def validate_manifest(
+    manifest: pd.DataFrame,
+    policy: AudioPolicy,
+    vocabulary: CharVocabulary,
+    normalize: TextNormalization,
+) -> pd.DataFrame:
+    """Check ``manifest`` against :class:`Manifest` plus the configured rules, all failures at once."""
+    normalized = manifest["transcript"].map(normalize)
+    rate_ok = manifest["sample_rate"].eq(policy.sample_rate) | policy.resample
+    checks = {
+        "transcript is empty after normalisation": normalized.str.len() > 0,
+        "characters outside the vocabulary": normalized.map(
+            lambda t: not vocabulary.out_of_vocabulary(t)
+        ),
+        f"sample rate is not {policy.sample_rate} Hz and audio.resample is false": rate_ok
+        | (manifest["audio_error"] != ""),
+        "several channels and audio.downmix is 'error'": manifest["channels"].le(1)
+        | (policy.downmix != "error"),
+        f"duration outside [{policy.min_seconds}, {policy.max_seconds}] s": manifest[
+            "duration"
+        ].between(policy.min_seconds, policy.max_seconds)
+        | (manifest["audio_error"] != ""),
+    }
+    problems: dict[int, list[str]] = {}
+    for label, ok in checks.items():
+        for index in manifest.index[~ok]:
+            problems.setdefault(index, []).append(label)
+    try:
+        Manifest.validate(manifest, lazy=True)
+    except SchemaErrors as errors:
+        for case in errors.failure_cases.itertuples():
+            if case.index is None or pd.isna(case.index):
+                continue
+            if (
+                manifest.at[int(case.index), "audio_error"]
+                and case.column != "audio_error"
+                and case.column not in {"utt_id", "transcript", "speaker"}
+            ):
+                continue  # an unreadable file fails the size checks too; say it once
+            label = (
+                "unreadable audio"
+                if case.column == "audio_error"
+                else f"{case.column}: {case.check}"
+            )
+            problems.setdefault(int(case.index), []).append(label)
+    if problems:
+        lines = []
+        for index in sorted(problems):
+            row = manifest.loc[index]
+            detail = f" [{row['audio_error']}]" if row["audio_error"] else ""
+            lines.append(
+                f"  {row['utt_id']} ({row['audio_path']}): {'; '.join(dict.fromkeys(problems[index]))}{detail}"
+            )
+        raise CorpusValidationError(
+            f"{len(problems)} utterance(s) break the corpus rules; nothing was trained:\n"
+            + "\n".join(lines)
+        )
+    return manifest
+
+
+class LeakageError(ValueError):
+    """The same speaker or the same audio sits in two splits."""
+
+
+def validate_split_lock(lock: pd.DataFrame) -> pd.DataFrame:
+    """Check ``lock`` against :class:`SplitLock`; leakage is reported by speaker and by audio."""
+    try:
+        return SplitLock.validate(lock, lazy=True)
+    except SchemaErrors as errors:
+        lines = []
+        for column, label in (("speaker", "speaker"), ("digest", "identical audio")):
+            for value, group in lock.groupby(column):
+                if group["split"].nunique() > 1:
+                    where = "; ".join(
+                        f"{split}: {', '.join(g['utt_id'])}" for split, g in group.groupby("split")
+                    )
+                    lines.append(f"  {label} {value} is in several splits ({where})")
+        if not lines:
+            raise
+        raise LeakageError(f"{len(lines)} leak(s) between splits:\n" + "\n".join(lines)) from errors

@@ -6,7 +6,8 @@ import torch
 
 from speech_repro.asr.augment import SpecAugmentConfig
 from speech_repro.asr.batching import Utterance, UtteranceDataset, collate, epoch_batches
-from speech_repro.asr.features import FeatureConfig, LogMel, pack_features, unpack_features
+from speech_repro.asr.features import FeatureConfig, LogMel
+from speech_repro.repro.shards import ShardedTensors, write_shards
 
 LENGTHS = [(i * 37) % 50 + 5 for i in range(53)]
 
@@ -58,51 +59,39 @@ def test_collate_pads_and_concatenates():
     assert batch["targets"].dtype == batch["target_lengths"].dtype == torch.int64
 
 
-def _utterances():
+def _dataset(tmp_path, ids, augment=None, seed=0) -> UtteranceDataset:
     g = torch.Generator().manual_seed(0)
-    return [Utterance(f"u{i}", torch.randn(40, 12, generator=g), [i + 1]) for i in range(4)]
+    features = {f"u{i}": torch.randn(40 + i, 12, generator=g) for i in range(4)}
+    write_shards(tmp_path, [dict(list(features.items())[:2]), dict(list(features.items())[2:])])
+    store = ShardedTensors(tmp_path)
+    targets = [[int(u[1:]) + 1] for u in ids]
+    return UtteranceDataset(
+        store, ids, targets, torch.full((12,), 0.5), torch.full((12,), 2.0), augment, seed
+    )
 
 
-def test_dataset_without_augmentation_returns_utterances_as_is():
-    utts = _utterances()
-    ds = UtteranceDataset(utts)
-    assert len(ds) == 4
-    assert ds[2] is utts[2]
+def test_dataset_reads_lazily_and_normalises(tmp_path):
+    ds = _dataset(tmp_path, ["u0", "u1", "u2", "u3"])
+    assert len(ds) == 4 and ds.lengths() == [40, 41, 42, 43]
+    raw = ds.features["u2"]
+    assert torch.equal(ds[2].features, (raw - 0.5) / 2.0)
+    assert ds[2].targets == [3] and ds[2].utt_id == "u2"
 
 
-def test_dataset_augmentation_is_keyed_on_seed_epoch_and_utterance():
-    utts = _utterances()
+def test_dataset_augmentation_is_keyed_on_seed_epoch_and_utterance(tmp_path):
     aug = SpecAugmentConfig(freq_width=4, time_width=8)
-    ds = UtteranceDataset(utts, aug, seed=7)
+    plain = _dataset(tmp_path / "plain", ["u0", "u1", "u2", "u3"])
+    ds = _dataset(tmp_path / "a", ["u0", "u1", "u2", "u3"], aug, seed=7)
     first = ds[1].features
-    assert not torch.equal(first, utts[1].features)
+    assert not torch.equal(first, plain[1].features)
     # Same utterance at another index (different dataset order) gets the same masks.
-    reordered = UtteranceDataset(list(reversed(utts)), aug, seed=7)
+    reordered = _dataset(tmp_path / "b", ["u3", "u2", "u1", "u0"], aug, seed=7)
     assert torch.equal(reordered[2].features, first)
-    assert ds[1].targets == utts[1].targets and ds[1].utt_id == "u1"
     ds.epoch = 1
     assert not torch.equal(ds[1].features, first)
     ds.epoch = 0
     assert torch.equal(ds[1].features, first)
-    assert not torch.equal(UtteranceDataset(utts, aug, seed=8)[1].features, first)
-
-
-def test_pack_unpack_round_trip():
-    feats = {"b": torch.randn(3, 4), "a": torch.randn(5, 4), "c": torch.randn(1, 4)}
-    packed = pack_features(feats)
-    assert packed["utt_ids"] == ["b", "a", "c"]  # given order, not sorted
-    assert packed["offsets"].tolist() == [0, 3, 8, 9]
-    assert packed["frames"].shape == (9, 4)
-    unpacked = unpack_features(packed)
-    assert list(unpacked) == ["b", "a", "c"]
-    for k, v in feats.items():
-        assert torch.equal(unpacked[k], v)
-
-
-def test_pack_empty():
-    packed = pack_features({})
-    assert packed["utt_ids"] == [] and packed["offsets"].tolist() == [0]
-    assert unpack_features(packed) == {}
+    assert not torch.equal(_dataset(tmp_path / "c", ["u0", "u1"], aug, seed=8)[1].features, first)
 
 
 def test_logmel_shape_matches_expected_frames():

@@ -1,4 +1,4 @@
-"""Turn packed features + transcripts into padded CTC batches, with seeded order and augmentation."""
+"""Stream features + transcripts into padded CTC batches, with seeded order and augmentation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from speech_repro.asr.augment import SpecAugmentConfig, spec_augment
 from speech_repro.repro.determinism import make_generator
+from speech_repro.repro.shards import ShardedTensors
 
 
 @dataclass(frozen=True)
@@ -21,27 +22,43 @@ class Utterance:
 
 
 class UtteranceDataset(Dataset):
-    """Utterances with optional SpecAugment keyed on (seed, epoch, utterance id)."""
+    """Utterances read lazily from a feature store, normalised, optionally augmented.
+
+    Augmentation is keyed on (seed, epoch, utterance id); set ``epoch`` before each epoch.
+    """
 
     def __init__(
-        self, utterances: list[Utterance], augment: SpecAugmentConfig | None = None, seed: int = 0
+        self,
+        features: ShardedTensors,
+        utt_ids: list[str],
+        targets: list[list[int]],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        augment: SpecAugmentConfig | None = None,
+        seed: int = 0,
     ):
-        self.utterances = utterances
+        self.features = features
+        self.utt_ids = utt_ids
+        self.targets = targets
+        self.mean, self.std = mean, std
         self.augment = augment
         self.seed = seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.utterances)
+        return len(self.utt_ids)
+
+    def lengths(self) -> list[int]:
+        """Frames per utterance, without loading any features."""
+        return [self.features.rows(u) for u in self.utt_ids]
 
     def __getitem__(self, index: int) -> Utterance:
-        utt = self.utterances[index]
-        if self.augment is None:
-            return utt
-        generator = make_generator(self.seed, "specaugment", self.epoch, utt.utt_id)
-        return Utterance(
-            utt.utt_id, spec_augment(utt.features, self.augment, generator), utt.targets
-        )
+        utt_id = self.utt_ids[index]
+        features = (self.features[utt_id] - self.mean) / self.std
+        if self.augment is not None:
+            generator = make_generator(self.seed, "specaugment", self.epoch, utt_id)
+            features = spec_augment(features, self.augment, generator)
+        return Utterance(utt_id, features, self.targets[index])
 
 
 def collate(batch: list[Utterance]) -> dict:

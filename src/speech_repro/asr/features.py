@@ -50,20 +50,3 @@ class LogMel(torch.nn.Module):
     @torch.no_grad()
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return torch.log(self.mel(waveform) + self.config.log_floor).transpose(0, 1).contiguous()
-
-
-def pack_features(features: dict[str, torch.Tensor]) -> dict:
-    """Many (frames, bins) matrices -> one contiguous matrix + offsets, in the given order."""
-    utt_ids = list(features)
-    lengths = torch.tensor([features[u].shape[0] for u in utt_ids], dtype=torch.int64)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
-    frames = torch.cat([features[u] for u in utt_ids]) if utt_ids else torch.zeros(0, 0)
-    return {"utt_ids": utt_ids, "frames": frames, "offsets": offsets}
-
-
-def unpack_features(packed: dict) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`pack_features`: utterance id -> (frames, bins) view."""
-    offsets = packed["offsets"].tolist()
-    return {
-        u: packed["frames"][offsets[i] : offsets[i + 1]] for i, u in enumerate(packed["utt_ids"])
-    }

@@ -93,6 +93,7 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             str(self._audio_path(s, u))
             for s, u in zip(plan["speaker"], plan["utt_id"], strict=True)
         ]
+        plan["start"], plan["end"] = 0.0, float("nan")  # whole files
         missing = [p for p in plan["audio_path"] if not Path(p).exists()]
         if missing:
             raise CorpusDigestError(f"{len(missing)} audio file(s) missing: {', '.join(missing)}")

@@ -1,13 +1,17 @@
-"""Kedro datasets for tensors and training state, stored as safetensors (never pickled)."""
+"""Kedro datasets: tensors and training state as safetensors (never pickled), shards, locked tables."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io import AbstractVersionedDataset, DatasetError, Version
+import pandas as pd
+from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
+from speech_repro.repro.atomic import atomic_open
 from speech_repro.repro.checkpoints import CheckpointStore
+from speech_repro.repro.shards import INDEX_FILE, ShardedTensors, write_shards
 from speech_repro.repro.state import load_state, save_state
 
 
@@ -74,3 +78,106 @@ class CheckpointStoreDataset(AbstractVersionedDataset[Any, CheckpointStore]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+class ShardedTensorsDataset(AbstractVersionedDataset[Iterable[dict], ShardedTensors]):
+    """A directory of tensor shards (see :mod:`speech_repro.repro.shards`), optionally versioned.
+
+    ``save`` accepts any iterable of ``{item id: tensor}`` shards, including a generator, and
+    writes each shard as it is produced; ``load`` returns a lazy :class:`ShardedTensors` reader.
+    """
+
+    def __init__(
+        self, *, filepath: str, version: Version | None = None, metadata: dict | None = None
+    ):
+        super().__init__(filepath=PurePosixPath(filepath), version=version)
+        self.metadata = metadata
+
+    def load(self) -> ShardedTensors:
+        return ShardedTensors(Path(self._get_load_path()))
+
+    def save(self, data: Iterable[dict]) -> None:
+        write_shards(Path(self._get_save_path()), data)
+
+    def _exists(self) -> bool:
+        try:
+            return (Path(self._get_load_path()) / INDEX_FILE).exists()
+        except DatasetError:
+            return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+class LockedTableError(DatasetError):
+    """A new table disagrees with the locked one."""
+
+
+class LockedTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """A CSV table that, once written, may only be written again with the same content.
+
+    Saving a table that differs from the lock raises :class:`LockedTableError` with a report of
+    the rows added, removed and changed (by ``key``), and leaves the lock untouched. Set
+    ``relock: true`` (e.g. ``${runtime_params:relock, false}`` in the catalog) to accept a change
+    deliberately.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        key: str,
+        relock: bool = False,
+        report_limit: int = 20,
+        metadata: dict | None = None,
+    ):
+        self._path = Path(filepath)
+        self._key = key
+        self._relock = str(relock).lower() in {"1", "true", "yes"}
+        self._limit = report_limit
+        self.metadata = metadata
+
+    def load(self) -> pd.DataFrame:
+        return pd.read_csv(self._path, dtype=str, keep_default_na=False)
+
+    def save(self, data: pd.DataFrame) -> None:
+        table = data.astype(str).sort_values(self._key).reset_index(drop=True)
+        if self._path.exists() and not self._relock:
+            locked = self.load()
+            if differences := self._differences(locked, table):
+                raise LockedTableError(
+                    f"{self._path} is locked and the new data differs from it:\n{differences}\n"
+                    "Restore the data the lock describes, or accept the change deliberately with "
+                    "`kedro run --params relock=true`."
+                )
+            return  # identical: leave the file (and its timestamps) alone
+        with atomic_open(self._path) as handle:
+            table.to_csv(handle, index=False)
+
+    def _differences(self, locked: pd.DataFrame, table: pd.DataFrame) -> str:
+        old = locked.set_index(self._key)
+        new = table.set_index(self._key)
+        added = sorted(set(new.index) - set(old.index))
+        removed = sorted(set(old.index) - set(new.index))
+        common = sorted(set(old.index) & set(new.index))
+        columns = [c for c in new.columns if c in old.columns]
+        changed = [
+            f"{k} ({', '.join(f'{c}: {old.at[k, c]} -> {new.at[k, c]}' for c in columns if old.at[k, c] != new.at[k, c])})"
+            for k in common
+            if any(old.at[k, c] != new.at[k, c] for c in columns)
+        ]
+        if set(new.columns) != set(old.columns):
+            changed.insert(0, f"columns {sorted(old.columns)} -> {sorted(new.columns)}")
+        lines = []
+        for label, items in (("added", added), ("removed", removed), ("changed", changed)):
+            if items:
+                shown = items[: self._limit]
+                more = f" ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
+                lines.append(f"  {label} ({len(items)}): {', '.join(shown)}{more}")
+        return "\n".join(lines)
+
+    def _exists(self) -> bool:
+        return self._path.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._path), "key": self._key, "relock": self._relock}

@@ -1,4 +1,4 @@
-"""Corpus synthesis, manifest, split lock, features and their statistics."""
+"""Manifest, validation, split lock, sharded features and their statistics."""
 
 from .pipeline import create_pipeline
 

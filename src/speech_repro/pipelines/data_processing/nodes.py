@@ -1,17 +1,29 @@
-"""Data processing: corpus plan -> manifest -> locked speaker-disjoint splits -> log-mel features."""
+"""Data processing: corpus index -> validated manifest -> locked splits -> sharded log-mel features.
+
+Every check that can fail on user data runs here, before training, and reports every offending
+utterance at once.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 
-from speech_repro.asr.features import FeatureConfig, LogMel, pack_features, unpack_features
+from speech_repro.asr.audio import AudioPolicy, inspect_audio, load_audio
+from speech_repro.asr.features import FeatureConfig, LogMel
+from speech_repro.asr.text import CharVocabulary, TextNormalization
 from speech_repro.corpora.digits import plan_digit_corpus
+from speech_repro.repro.determinism import torch_threads
+from speech_repro.repro.shards import ShardedTensors
+from speech_repro.schemas import validate_manifest, validate_split_lock
 
 
 def plan_corpus(corpus: dict[str, Any]) -> pd.DataFrame:
@@ -19,21 +31,53 @@ def plan_corpus(corpus: dict[str, Any]) -> pd.DataFrame:
     return plan_digit_corpus(corpus)
 
 
-def build_manifest(raw_corpus: pd.DataFrame) -> pd.DataFrame:
-    """One row per utterance with the audio's real properties, read from each file's header."""
-    infos = [sf.info(path) for path in raw_corpus["audio_path"]]
-    return pd.DataFrame(
+def build_manifest(
+    raw_corpus: pd.DataFrame, audio: dict[str, Any], text: dict[str, Any]
+) -> pd.DataFrame:
+    """One row per utterance with the audio's real properties, found by decoding it once.
+
+    Raises ``CorpusValidationError`` naming every utterance that is unreadable, truncated, empty,
+    non-finite, at a rate or channel count the audio policy rejects, out of the duration bounds,
+    with an empty transcript or characters outside the vocabulary, or with a duplicate id.
+    """
+    policy = AudioPolicy(**audio)
+    starts = (
+        raw_corpus["start"].astype(float)
+        if "start" in raw_corpus
+        else pd.Series(0.0, index=raw_corpus.index)
+    )
+    ends = (
+        raw_corpus["end"].astype(float)
+        if "end" in raw_corpus
+        else pd.Series(math.nan, index=raw_corpus.index)
+    )
+    infos = [
+        inspect_audio(p, s, e)
+        for p, s, e in zip(raw_corpus["audio_path"], starts, ends, strict=True)
+    ]
+    manifest = pd.DataFrame(
         {
-            "utt_id": raw_corpus["utt_id"],
-            "speaker": raw_corpus["speaker"],
-            "audio_path": raw_corpus["audio_path"],
-            "sample_rate": [i.samplerate for i in infos],
+            "utt_id": raw_corpus["utt_id"].astype(str),
+            "speaker": raw_corpus["speaker"].astype(str),
+            "audio_path": raw_corpus["audio_path"].astype(str),
+            "start": starts.to_numpy(),
+            "end": ends.to_numpy(),
+            "sample_rate": [i.sample_rate for i in infos],
             "channels": [i.channels for i in infos],
-            "num_samples": [i.frames for i in infos],
-            "duration": [i.frames / i.samplerate for i in infos],
-            "transcript": raw_corpus["transcript"],
-            "digest": raw_corpus["digest"],
+            "num_samples": [i.num_samples for i in infos],
+            "duration": [i.num_samples / i.sample_rate if i.sample_rate else 0.0 for i in infos],
+            "transcript": raw_corpus["transcript"].astype(str),
+            "digest": raw_corpus["digest"].astype(str),
+            "audio_error": [i.error for i in infos],
         }
+    )
+    if "split" in raw_corpus:
+        manifest["given_split"] = raw_corpus["split"].astype(str).to_numpy()
+    return validate_manifest(
+        manifest,
+        policy,
+        CharVocabulary(text["vocabulary"]),
+        TextNormalization(**text["normalization"]),
     )
 
 
@@ -44,92 +88,183 @@ def speaker_bucket(speaker: str, salt: str) -> float:
 
 
 def assign_splits(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
-    """Speaker-disjoint train/dev/test assignment by hashed speaker id: the split lock.
+    """Train/dev/test membership of every utterance, with its audio digest: the split lock.
 
-    Adding speakers never moves existing ones, because each speaker's bucket depends only on
-    its own id and the salt.
+    ``method: speaker_hash`` puts each speaker by a salted hash of its id, so adding speakers
+    never moves existing ones. ``method: given`` keeps the corpus's own split column. Either way
+    the lock is checked for leakage: no speaker and no audio digest in two splits.
     """
-    edges = np.cumsum([split["fractions"][name] for name in split["names"]])
-    if not np.isclose(edges[-1], 1.0):
-        raise ValueError(f"split fractions must sum to 1, got {edges[-1]}")
-    bucket = {s: speaker_bucket(s, split["salt"]) for s in manifest["speaker"].unique()}
-    names = [
-        split["names"][int(np.searchsorted(edges, bucket[s], side="right"))]
-        for s in manifest["speaker"]
-    ]
+    if split["method"] == "given":
+        if "given_split" not in manifest:
+            raise ValueError("split.method is 'given' but the corpus declares no split column")
+        names = manifest["given_split"].tolist()
+    elif split["method"] == "speaker_hash":
+        edges = np.cumsum([split["fractions"][name] for name in split["names"]])
+        if not np.isclose(edges[-1], 1.0):
+            raise ValueError(f"split fractions must sum to 1, got {edges[-1]}")
+        bucket = {s: speaker_bucket(s, split["salt"]) for s in manifest["speaker"].unique()}
+        names = [
+            split["names"][int(np.searchsorted(edges, bucket[s], side="right"))]
+            for s in manifest["speaker"]
+        ]
+    else:
+        raise ValueError(f"split.method must be speaker_hash or given, not {split['method']!r}")
     lock = manifest[["utt_id", "speaker", "digest"]].copy()
     lock.insert(2, "split", names)
-    return lock.sort_values("utt_id").reset_index(drop=True)
+    lock = lock.sort_values("utt_id").reset_index(drop=True)
+    return validate_split_lock(lock)
 
 
-def compute_features(manifest: pd.DataFrame, features: dict[str, Any]) -> dict:
-    """Log-mel features for every utterance, packed into one tensor (see ``pack_features``)."""
-    config = FeatureConfig(**features)
+def compute_features(
+    manifest: pd.DataFrame,
+    features: dict[str, Any],
+    audio: dict[str, Any],
+    sharding: dict[str, Any],
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Log-mel features, one shard of ``utterances_per_shard`` utterances at a time.
+
+    Shards are computed by a pool of ``workers`` processes (in order, so the output does not depend
+    on the worker count) and written as they come, so memory holds a few shards, not the corpus.
+    Every computation uses one torch thread, so results are the same bits in and out of the pool.
+    """
+    size = int(sharding["utterances_per_shard"])
+    rows = list(
+        zip(
+            manifest["utt_id"],
+            manifest["audio_path"],
+            manifest["start"],
+            manifest["end"],
+            strict=True,
+        )
+    )
+    jobs = [(rows[i : i + size], features, audio) for i in range(0, len(rows), size)]
+    # A generator object, not a generator function: Kedro hands it to the dataset as one stream.
+    return _computed_shards(jobs, min(int(sharding["workers"]), len(jobs)))
+
+
+def _computed_shards(jobs: list, workers: int) -> Iterator[dict[str, torch.Tensor]]:
+    if workers <= 1:
+        yield from map(features_of_shard, jobs)
+        return
+    # spawn, not fork: forking a process whose torch thread pools are running is unsafe.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(features_of_shard, jobs)
+
+
+def features_of_shard(job: tuple[list[tuple], dict, dict]) -> dict[str, torch.Tensor]:
+    """Features of one shard's utterances; raises naming every utterance with non-finite values."""
+    rows, features, audio = job
+    config, policy = FeatureConfig(**features), AudioPolicy(**audio)
+    if config.sample_rate != policy.sample_rate:
+        raise ValueError(
+            f"features.sample_rate {config.sample_rate} != audio.sample_rate {policy.sample_rate}"
+        )
     logmel = LogMel(config)
     out = {}
-    for row in manifest.itertuples():
-        wave, rate = sf.read(row.audio_path, dtype="float32", always_2d=False)
-        if rate != config.sample_rate:
-            raise ValueError(
-                f"{row.audio_path}: {rate} Hz, features expect {config.sample_rate} Hz"
-            )
-        out[row.utt_id] = logmel(torch.from_numpy(wave))
-    return pack_features(out)
+    with torch_threads(1):
+        for utt_id, path, start, end in rows:
+            out[utt_id] = logmel(load_audio(path, policy, start, end))
+    bad = [u for u, m in out.items() if not torch.isfinite(m).all()]
+    if bad:
+        raise ValueError(
+            f"non-finite features (NaN or inf) for {len(bad)} utterance(s): {', '.join(bad)}"
+        )
+    return out
 
 
 def summarize_features(
-    features: dict, manifest: pd.DataFrame, features_config: dict[str, Any]
+    features: ShardedTensors, manifest: pd.DataFrame, features_config: dict[str, Any]
 ) -> pd.DataFrame:
     """Per-utterance feature statistics, checked by the ``FeatureStats`` schema."""
     config = FeatureConfig(**features_config)
-    expected = dict(
-        zip(manifest["utt_id"], manifest["num_samples"].map(config.expected_frames), strict=True)
-    )
     rows = []
-    for utt_id, matrix in unpack_features(features).items():
-        finite = torch.isfinite(matrix)
-        values = matrix[finite]
+    for row in manifest.itertuples():
+        matrix = features[row.utt_id].double()
+        target_samples = math.ceil(row.num_samples * config.sample_rate / row.sample_rate)
         rows.append(
             {
-                "utt_id": utt_id,
+                "utt_id": row.utt_id,
                 "num_frames": matrix.shape[0],
-                "expected_frames": expected[utt_id],
-                "non_finite": int((~finite).sum()),
-                "mean": float(values.mean()) if values.numel() else float("nan"),
-                "std": float(values.std()) if values.numel() > 1 else 0.0,
-                "min": float(values.min()) if values.numel() else float("nan"),
-                "max": float(values.max()) if values.numel() else float("nan"),
+                "expected_frames": config.expected_frames(target_samples),
+                "non_finite": int((~torch.isfinite(matrix)).sum()),
+                "mean": float(matrix.mean()),
+                "std": float(matrix.std()) if matrix.numel() > 1 else 0.0,
+                "min": float(matrix.min()),
+                "max": float(matrix.max()),
             }
         )
     return pd.DataFrame(rows)
 
 
-def compute_normalization(
-    features: dict, split_lock: pd.DataFrame, feature_stats: pd.DataFrame
-) -> dict:
-    """Per-bin mean and standard deviation over the train split only (float64 accumulation).
+def fit_normalization(
+    features: ShardedTensors,
+    split_lock: pd.DataFrame,
+    feature_stats: pd.DataFrame,
+    drift: dict[str, Any],
+) -> tuple[dict, dict]:
+    """Per-bin mean/std over the train split only, and a drift report of the other splits.
 
-    Also keeps the train split's distribution of per-utterance means and deviations as the
-    reference that later data is compared with. Taking the schema-checked ``feature_stats`` as
-    input makes the sanity checks run before anything is trained.
+    The drift report compares each split's per-utterance feature means and deviations with the
+    train split's (two-sample Kolmogorov-Smirnov statistic and the shift of the median in units
+    of the train spread). Splits beyond ``drift.max_ks`` are flagged; with ``drift.fail: true``
+    they stop the run before training. Taking the schema-checked ``feature_stats`` as input makes
+    every data check run before anything is trained.
     """
     train = set(split_lock.loc[split_lock["split"] == "train", "utt_id"])
-    reference = feature_stats[feature_stats["utt_id"].isin(train)]
-    quantiles = torch.tensor([0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99], dtype=torch.float64)
-    matrices = [m for u, m in unpack_features(features).items() if u in train]
-    if not matrices:
+    if not train:
         raise ValueError("the train split is empty")
-    frames = torch.cat(matrices).double()
-    return {
-        "mean": frames.mean(0).float(),
-        "std": frames.std(0).clamp_min(1e-5).float(),
-        "num_frames": int(frames.shape[0]),
-        "num_utterances": len(matrices),
-        "reference_quantiles": quantiles.float(),
-        "reference_utterance_mean": torch.quantile(
-            torch.tensor(reference["mean"].to_numpy()), quantiles
-        ).float(),
-        "reference_utterance_std": torch.quantile(
-            torch.tensor(reference["std"].to_numpy()), quantiles
-        ).float(),
+    total = count = 0
+    for shard in features.shards():  # streaming: one shard in memory at a time
+        for utt_id, matrix in shard.items():
+            if utt_id in train:
+                m = matrix.double()
+                total = total + torch.stack([m.sum(0), (m * m).sum(0)])
+                count += m.shape[0]
+    mean = total[0] / count
+    std = (total[1] / count - mean**2).clamp_min(0).mul(count / max(count - 1, 1)).sqrt()
+    norm_stats = {
+        "mean": mean.float(),
+        "std": std.clamp_min(1e-5).float(),
+        "num_frames": count,
+        "num_utterances": len(train),
     }
+    return norm_stats, drift_report(feature_stats, split_lock, drift)
+
+
+def drift_report(
+    feature_stats: pd.DataFrame, split_lock: pd.DataFrame, drift: dict[str, Any]
+) -> dict:
+    """Distribution shift of per-utterance feature statistics between train and every other split."""
+    stats = feature_stats.merge(split_lock[["utt_id", "split"]], on="utt_id")
+    reference = stats[stats["split"] == "train"]
+    report: dict[str, Any] = {
+        "reference": "train",
+        "max_ks": drift["max_ks"],
+        "splits": {},
+        "flagged": [],
+    }
+    for name, group in stats[stats["split"] != "train"].groupby("split"):
+        entry = {}
+        for column in ("mean", "std"):
+            ks = ks_statistic(reference[column].to_numpy(), group[column].to_numpy())
+            spread = (
+                float(reference[column].quantile(0.75) - reference[column].quantile(0.25)) or 1.0
+            )
+            shift = float(group[column].median() - reference[column].median()) / spread
+            entry[column] = {"ks": ks, "median_shift_iqr": shift, "utterances": len(group)}
+        report["splits"][name] = entry
+        if max(entry[c]["ks"] for c in entry) > drift["max_ks"]:
+            report["flagged"].append(name)
+    if report["flagged"] and drift["fail"]:
+        raise ValueError(
+            f"feature distribution drift beyond KS {drift['max_ks']} in {report['flagged']}: {report['splits']}"
+        )
+    return report
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    values = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(np.sort(a), values, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), values, side="right") / len(b)
+    return float(np.abs(cdf_a - cdf_b).max())

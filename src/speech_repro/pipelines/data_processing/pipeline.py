@@ -1,4 +1,4 @@
-"""Data processing pipeline: plan -> audio -> manifest -> split lock -> features -> statistics."""
+"""Data processing pipeline: corpus index -> manifest -> split lock -> features -> statistics."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -6,22 +6,25 @@ from .nodes import (
     assign_splits,
     build_manifest,
     compute_features,
-    compute_normalization,
-    plan_corpus,
+    fit_normalization,
     summarize_features,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Prepare the corpus and its features; every table is schema-checked by the catalog."""
+    """Validate and prepare any corpus the ``raw_corpus`` catalog entry points at."""
     return Pipeline(
         [
-            Node(plan_corpus, "params:corpus", "raw_corpus", name="plan_corpus"),
-            Node(build_manifest, "raw_corpus", "manifest", name="build_manifest"),
+            Node(
+                build_manifest,
+                ["raw_corpus", "params:audio", "params:text"],
+                "manifest",
+                name="build_manifest",
+            ),
             Node(assign_splits, ["manifest", "params:split"], "split_lock", name="assign_splits"),
             Node(
                 compute_features,
-                ["manifest", "params:features"],
+                ["manifest", "params:features", "params:audio", "params:sharding"],
                 "features",
                 name="compute_features",
             ),
@@ -32,10 +35,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="summarize_features",
             ),
             Node(
-                compute_normalization,
-                ["features", "split_lock", "feature_stats"],
-                "norm_stats",
-                name="compute_normalization",
+                fit_normalization,
+                ["features", "split_lock", "feature_stats", "params:drift"],
+                ["norm_stats", "drift_report"],
+                name="fit_normalization",
             ),
         ]
     )

@@ -11,13 +11,14 @@ import torch
 from speech_repro.asr.batching import collate
 from speech_repro.asr.model import CTCModel, ModelConfig, greedy_decode
 from speech_repro.asr.text import CharVocabulary, TextNormalization
-from speech_repro.pipelines.training.nodes import build_utterances
+from speech_repro.pipelines.training.nodes import utterance_dataset
 from speech_repro.repro.hashing import json_digest
+from speech_repro.repro.shards import ShardedTensors
 
 
 def transcribe(
     model: dict,
-    features: dict,
+    features: ShardedTensors,
     split_lock: pd.DataFrame,
     manifest: pd.DataFrame,
     norm_stats: dict,
@@ -30,12 +31,12 @@ def transcribe(
     net.eval()
     vocabulary = CharVocabulary(model["vocabulary"])
     rows = split_lock[split_lock["split"].isin(evaluation["splits"])]
-    utterances = build_utterances(features, norm_stats, manifest, rows["utt_id"].tolist(), text)
+    dataset = utterance_dataset(features, norm_stats, manifest, rows["utt_id"].tolist(), text)
     hypotheses: dict[str, str] = {}
     size = evaluation["batch_size"]
     with torch.inference_mode():
-        for start in range(0, len(utterances), size):
-            batch = collate(utterances[start : start + size])
+        for start in range(0, len(dataset), size):
+            batch = collate([dataset[i] for i in range(start, min(start + size, len(dataset)))])
             log_probs, lengths = net(batch["features"], batch["lengths"])
             for utt_id, path in zip(
                 batch["utt_ids"], greedy_decode(log_probs, lengths), strict=True

@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from speech_repro.asr.augment import SpecAugmentConfig
-from speech_repro.asr.batching import Utterance, UtteranceDataset, collate, epoch_batches
-from speech_repro.asr.features import unpack_features
+from speech_repro.asr.batching import UtteranceDataset, collate, epoch_batches
 from speech_repro.asr.model import CTCModel, ModelConfig
 from speech_repro.asr.text import CharVocabulary, TextNormalization
 from speech_repro.repro.checkpoints import CheckpointStore
@@ -25,34 +24,32 @@ from speech_repro.repro.determinism import (
     seed_globals,
     seed_worker,
 )
+from speech_repro.repro.shards import ShardedTensors
 
 logger = logging.getLogger(__name__)
 
 
-def build_utterances(
-    features: dict,
+def utterance_dataset(
+    features: ShardedTensors,
     norm_stats: dict,
     manifest: pd.DataFrame,
     utt_ids: list[str],
     text: dict[str, Any],
-) -> list[Utterance]:
-    """Normalised features and encoded targets for ``utt_ids`` (in that order)."""
+    augment: SpecAugmentConfig | None = None,
+    seed: int = 0,
+) -> UtteranceDataset:
+    """Lazily normalised features and encoded transcripts of ``utt_ids`` (in that order)."""
     normalize = TextNormalization(**text["normalization"])
     vocabulary = CharVocabulary(text["vocabulary"])
     transcripts = dict(zip(manifest["utt_id"], manifest["transcript"], strict=True))
-    matrices = unpack_features(features)
-    return [
-        Utterance(
-            u,
-            (matrices[u] - norm_stats["mean"]) / norm_stats["std"],
-            vocabulary.encode(normalize(transcripts[u])),
-        )
-        for u in utt_ids
-    ]
+    targets = [vocabulary.encode(normalize(transcripts[u])) for u in utt_ids]
+    return UtteranceDataset(
+        features, utt_ids, targets, norm_stats["mean"], norm_stats["std"], augment, seed
+    )
 
 
 def train_model(
-    features: dict,
+    features: ShardedTensors,
     split_lock: pd.DataFrame,
     manifest: pd.DataFrame,
     norm_stats: dict,
@@ -69,12 +66,11 @@ def train_model(
     """
     seed = int(training["seed"])
     train_ids = split_lock.loc[split_lock["split"] == "train", "utt_id"].tolist()
-    utterances = build_utterances(features, norm_stats, manifest, train_ids, text)
     augment = SpecAugmentConfig(**training["specaugment"]) if training["specaugment"] else None
-    dataset = UtteranceDataset(utterances, augment, seed)
-    lengths = [u.features.shape[0] for u in utterances]
+    dataset = utterance_dataset(features, norm_stats, manifest, train_ids, text, augment, seed)
+    lengths = dataset.lengths()
     config = ModelConfig(
-        n_mels=features["frames"].shape[1],
+        n_mels=norm_stats["mean"].shape[0],
         vocab_size=len(CharVocabulary(text["vocabulary"])),
         **model,
     )
@@ -85,7 +81,7 @@ def train_model(
         optimizer = torch.optim.AdamW(
             net.parameters(), lr=training["learning_rate"], weight_decay=training["weight_decay"]
         )
-        steps_per_epoch = -(-len(utterances) // training["batch_size"])
+        steps_per_epoch = -(-len(dataset) // training["batch_size"])
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=training["learning_rate"],

@@ -1,0 +1,10 @@
+"""Embedded corpus pipeline: one node whose output dataset synthesizes the audio."""
+
+from kedro.pipeline import Node, Pipeline
+
+from ..data_processing.nodes import plan_corpus
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Plan the digits corpus; saving the plan to ``raw_corpus`` renders any missing audio."""
+    return Pipeline([Node(plan_corpus, "params:corpus", "raw_corpus", name="plan_corpus")])
