@@ -2,9 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
-from speech_repro.repro.hooks import DeterminismHook
+from speech_repro.parameters import PARAMETER_SCHEMA
+from speech_repro.repro.hooks import DeterminismHook, ParameterCheckHook
 
-HOOKS = (DeterminismHook(),)
+# Hooks run last-registered first: parameters are checked before anything else happens.
+HOOKS = (DeterminismHook(), ParameterCheckHook(PARAMETER_SCHEMA))
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

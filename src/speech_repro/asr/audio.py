@@ -10,6 +10,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+MAX_SAMPLE = 1e3  # full scale is 1.0; far beyond it is a broken float file, not loud speech
+
 
 @dataclass(frozen=True)
 class AudioPolicy:
@@ -51,7 +53,7 @@ def inspect_audio(path: str, start: float = 0.0, end: float = math.nan) -> Audio
     """Decode the whole (segment of the) file once and report its properties or what is wrong.
 
     Catches unreadable, empty, truncated (header promises more data than the file holds),
-    undecodable and non-finite audio.
+    undecodable, non-finite and absurdly large samples (whose features would be inf or NaN).
     """
     try:
         info = sf.info(path)
@@ -78,6 +80,13 @@ def inspect_audio(path: str, start: float = 0.0, end: float = math.nan) -> Audio
     if not np.isfinite(wave).all():
         return AudioInfo(
             info.samplerate, info.channels, len(wave), "non-finite samples (NaN or inf)"
+        )
+    if np.abs(wave).max() > MAX_SAMPLE:  # float files can hold values whose power overflows
+        return AudioInfo(
+            info.samplerate,
+            info.channels,
+            len(wave),
+            f"samples beyond +-{MAX_SAMPLE:g} (features would overflow)",
         )
     return AudioInfo(info.samplerate, info.channels, len(wave))
 

@@ -21,9 +21,17 @@ import pandas as pd
 import soundfile as sf
 from kedro.io import AbstractDataset, DatasetError
 
+from speech_repro.corpora.formats import read_corpus
 from speech_repro.corpora.render import render_plan
 from speech_repro.repro.atomic import atomic_open, atomic_path
-from speech_repro.repro.hashing import SUMS_FILE, file_digest, format_sums, json_digest
+from speech_repro.repro.digest_cache import DigestCache
+from speech_repro.repro.hashing import (
+    SUMS_FILE,
+    bytes_digest,
+    file_digest,
+    format_sums,
+    json_digest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,3 +139,66 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._root), "workers": self._workers}
+
+
+class CorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """Your corpus on disk, in a supported layout, indexed and content-hashed; never written.
+
+    ``format`` is one of ``librispeech``, ``kaldi``, ``jsonl``, ``common_voice``
+    (:mod:`speech_repro.corpora.formats`); ``path`` is the corpus folder or manifest file.
+    ``root`` is the folder every audio file must lie in; relative to the corpus folder, default
+    the corpus folder itself. Digests of unchanged files come from the SQLite cache at
+    ``digest_cache.filepath``, keyed on device, inode, size, mtime and ctime, so a second run
+    does not read the audio again.
+
+    Example::
+
+        raw_corpus:
+          type: speech_repro.corpora.dataset.CorpusDataset
+          format: librispeech
+          path: /data/LibriSpeech/dev-clean
+          digest_cache: {filepath: data/.cache/digests.sqlite}  # Kedro makes it project-relative
+    """
+
+    def __init__(
+        self,
+        *,
+        format: str,
+        path: str,
+        root: str | None = None,
+        digest_cache: dict | None = None,
+        workers: int = 2,
+        metadata: dict | None = None,
+    ):
+        self._format, self._path = format, path
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        self._root = None if root is None else str(folder / root)
+        self._cache = (digest_cache or {}).get("filepath")
+        self._workers = workers
+        self.metadata = metadata
+
+    def load(self) -> pd.DataFrame:
+        index = read_corpus(self._format, self._path, self._root)
+        with DigestCache(self._cache) as cache:
+            file_digests = cache.digests(index["audio_path"].tolist(), workers=self._workers)
+        whole = (index["start"] == 0) & index["end"].isna()
+        # A segment is named by its file's digest and its time span.
+        index["digest"] = [
+            digest if is_whole else bytes_digest(f"{digest}|{start}|{end}".encode())
+            for digest, is_whole, start, end in zip(
+                file_digests, whole, index["start"], index["end"], strict=True
+            )
+        ]
+        return index
+
+    def save(self, data: pd.DataFrame) -> None:
+        raise DatasetError(
+            f"raw_corpus is your {self._format} corpus at {self._path}, which this project never "
+            "writes. Run the pipelines that read it: `kedro run --pipelines=experiment`."
+        )
+
+    def _exists(self) -> bool:
+        return Path(self._path).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"format": self._format, "path": self._path, "root": self._root}

@@ -299,6 +299,7 @@ def read_nemo_jsonl(manifest: Path) -> pd.DataFrame:
     base = Path(os.path.abspath(manifest.parent))
     problems: list[str] = []
     rows = []
+    splits: dict[str, str] = {}
     for lineno, line in _read_lines(manifest, problems):
         where = f"{manifest}:{lineno}"
         try:
@@ -337,8 +338,13 @@ def read_nemo_jsonl(manifest: Path) -> pd.DataFrame:
         duration = entry.get("duration")
         end = math.nan if duration is None else start + float(duration)
         rows.append(_row(utt_id, str(speaker), lexical, text, start, end))
+        if "split" in entry:
+            splits[utt_id] = str(entry["split"])
     _raise_if(problems, f"malformed NeMo manifest {manifest}")
-    return _frame(rows)
+    frame = _frame(rows)
+    if splits:
+        frame["split"] = frame["utt_id"].map(splits).fillna("").astype(object)
+    return frame
 
 
 # --------------------------------------------------------------------------- Common Voice

@@ -1,0 +1,47 @@
+"""Every parameter key the project reads, so an unknown key in conf/ stops the run (see repro.params)."""
+
+from speech_repro.asr.audio import AudioPolicy
+from speech_repro.asr.augment import SpecAugmentConfig
+from speech_repro.asr.features import FeatureConfig
+from speech_repro.asr.model import ModelConfig
+from speech_repro.asr.text import TextNormalization
+from speech_repro.repro.determinism import DeterminismPolicy
+
+_RANGE = {"min", "max"}
+
+PARAMETER_SCHEMA = {
+    "corpus": {
+        "seed": None,
+        "accents": None,
+        "variants": None,
+        "utterances_per_speaker": None,
+        "digits": _RANGE,
+        "zero_as_oh_probability": None,
+        "speaker_rate_wpm": _RANGE,
+        "rate_jitter_wpm": None,
+        "speaker_pitch": _RANGE,
+        "pitch_jitter": None,
+        "sample_rate": None,
+    },
+    "audio": AudioPolicy,
+    "split": {"method", "salt", "names", "fractions"},
+    "features": FeatureConfig,
+    "sharding": {"utterances_per_shard", "workers"},
+    "drift": {"max_ks", "fail"},
+    "training": {
+        "seed": None,
+        "epochs": None,
+        "batch_size": None,
+        "learning_rate": None,
+        "weight_decay": None,
+        "warmup_fraction": None,
+        "grad_clip": None,
+        "num_workers": None,
+        "specaugment": SpecAugmentConfig,
+    },
+    "model": ModelConfig,
+    "evaluation": {"splits", "batch_size"},
+    "text": {"vocabulary": None, "normalization": TextNormalization},
+    "determinism": DeterminismPolicy,
+    "relock": None,  # runtime flag: `kedro run --params relock=true` accepts a changed split lock
+}

@@ -1,0 +1,270 @@
+"""Bad input: every defect stops the run before training, names every offending file or row,
+and leaves every existing artifact byte-identical.
+
+The corpus is a NeMo JSONL manifest over real synthesized audio, read through the
+``CorpusDataset`` adapter, with the corpus's own (given) splits.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from speech_repro.repro.hashing import file_digest
+
+from .conftest import copy_project
+
+CATALOG = """
+raw_corpus:
+  type: speech_repro.corpora.dataset.CorpusDataset
+  format: jsonl
+  path: corpus/manifest.jsonl
+  digest_cache: {filepath: data/.cache/digests.sqlite}
+"""
+PARAMETERS = """
+split:
+  method: given
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, corpus_dir) -> Path:
+    """A project copy reading a JSONL corpus, after one successful run of the experiment."""
+    project = copy_project(tmp_path_factory.mktemp("bad-input") / "speech-repro")
+    (project / "conf/test/catalog_corpus.yml").write_text(CATALOG)
+    (project / "conf/test/parameters_corpus.yml").write_text(PARAMETERS)
+    plan = pd.read_csv(corpus_dir / "plan.csv", keep_default_na=False)
+    speakers = sorted(plan["speaker"].unique())
+    split_of = {s: "dev" if i < 3 else "test" if i < 6 else "train" for i, s in enumerate(speakers)}
+    corpus = project / "corpus"
+    entries = []
+    for row in plan.itertuples():
+        (corpus / row.speaker).mkdir(parents=True, exist_ok=True)
+        shutil.copy(
+            corpus_dir / "wav" / row.speaker / f"{row.utt_id}.wav",
+            corpus / row.speaker / f"{row.utt_id}.wav",
+        )
+        entries.append(
+            {
+                "audio_filepath": f"{row.speaker}/{row.utt_id}.wav",
+                "text": row.transcript,
+                "speaker": row.speaker,
+                "split": split_of[row.speaker],
+            }
+        )
+    _write_manifest(corpus, entries)
+    shutil.copytree(corpus, project / "pristine-corpus")
+    _run(project)
+    return project
+
+
+def _write_manifest(corpus: Path, entries: list[dict]) -> None:
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def _entries(project: Path) -> list[dict]:
+    return [
+        json.loads(line) for line in (project / "corpus/manifest.jsonl").read_text().splitlines()
+    ]
+
+
+def _run(project: Path) -> None:
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="test") as session:
+        session.run(pipeline_names=["experiment"])
+
+
+def _artifacts(project: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(project)): file_digest(p)
+        for p in sorted((project / "data").rglob("*"))
+        if p.is_file() and ".cache" not in p.parts
+    }
+
+
+@pytest.fixture
+def broken(project):
+    """Yields the project; afterwards checks no artifact changed and restores corpus and conf."""
+    before = _artifacts(project)
+    yield project
+    after = _artifacts(project)
+    assert {k: v for k, v in after.items() if k in before} == before, "an existing artifact changed"
+    assert not any("06_models/model.safetensors" in k for k in set(after) - set(before)), (
+        "a model was trained"
+    )
+    shutil.rmtree(project / "corpus")
+    shutil.copytree(project / "pristine-corpus", project / "corpus")
+    for extra in (project / "conf/test").glob("parameters_case.yml"):
+        extra.unlink()
+
+
+def _expect_failure(project: Path, *names: str) -> str:
+    with pytest.raises(Exception) as error:
+        _run(project)
+    message = "".join(str(e) for e in _chain(error.value))
+    for name in names:
+        assert name in message, f"{name!r} not named in:\n{message}"
+    return message
+
+
+def _chain(error: BaseException):
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _victims(project: Path, count: int = 2) -> list[Path]:
+    return [project / "corpus" / e["audio_filepath"] for e in _entries(project)[1 : 1 + count]]
+
+
+def _case_parameters(project: Path, text: str) -> None:
+    (project / "conf/test/parameters_case.yml").write_text(text)
+
+
+def test_baseline_run_trained_and_scored(project):
+    assert list((project / "data/06_models/model.safetensors").iterdir())
+    assert list((project / "data/08_reporting/metrics.json").iterdir())
+
+
+def test_corrupt_audio(broken):
+    victims = _victims(broken)
+    for path in victims:
+        path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
+    _expect_failure(broken, *(str(p.resolve()) for p in victims), "unreadable")
+
+
+def test_truncated_audio(broken):
+    victims = _victims(broken)
+    for path in victims:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    _expect_failure(broken, *(p.stem for p in victims), "truncated")
+
+
+def test_empty_file(broken):
+    victims = _victims(broken)
+    for path in victims:
+        path.write_bytes(b"")
+    _expect_failure(broken, *(p.stem for p in victims), "unreadable")
+
+
+def test_wrong_sample_rate_without_resampling(broken):
+    victims = _victims(broken)
+    for path in victims:
+        wave, _ = sf.read(path)
+        sf.write(path, wave[::2], 8000, subtype="PCM_16")
+    _case_parameters(broken, "audio:\n  resample: false\n")
+    _expect_failure(broken, *(p.stem for p in victims), "sample rate is not 16000 Hz")
+
+
+def test_stereo_when_the_policy_refuses_it(broken):
+    victims = _victims(broken)
+    for path in victims:
+        wave, rate = sf.read(path)
+        sf.write(path, np.stack([wave, wave], axis=1), rate, subtype="PCM_16")
+    _case_parameters(broken, "audio:\n  downmix: error\n")
+    _expect_failure(broken, *(p.stem for p in victims), "several channels")
+
+
+def test_empty_transcript(broken):
+    entries = _entries(broken)
+    for entry in entries[1:3]:
+        entry["text"] = " ?! "
+    _write_manifest(broken / "corpus", entries)
+    _expect_failure(
+        broken, *(Path(e["audio_filepath"]).stem for e in entries[1:3]), "empty after normalisation"
+    )
+
+
+def test_out_of_vocabulary_characters(broken):
+    entries = _entries(broken)
+    entries[1]["text"] += " 7"
+    entries[2]["text"] += " café"
+    _write_manifest(broken / "corpus", entries)
+    _expect_failure(
+        broken, *(Path(e["audio_filepath"]).stem for e in entries[1:3]), "outside the vocabulary"
+    )
+
+
+def test_duplicate_utterance_ids(broken):
+    entries = _entries(broken)
+    _write_manifest(broken / "corpus", [*entries, entries[1], entries[2]])
+    ids = [e["audio_filepath"].removesuffix(".wav").replace("/", "__") for e in entries[1:3]]
+    _expect_failure(broken, *(f"utterance id '{i}' occurs 2 times" for i in ids))
+
+
+def test_speaker_in_two_splits(broken):
+    entries = _entries(broken)
+    moved = [e for e in entries if e["split"] == "train"][:1] + [
+        e for e in entries if e["split"] == "test"
+    ][:1]
+    for entry in moved:
+        entry["split"] = "dev"
+    _write_manifest(broken / "corpus", entries)
+    _expect_failure(broken, *(f"speaker {e['speaker']} is in several splits" for e in moved))
+
+
+def test_identical_audio_in_two_splits(broken):
+    entries = _entries(broken)
+    train = next(e for e in entries if e["split"] == "train")
+    test = next(e for e in entries if e["split"] == "test")
+    shutil.copy(
+        broken / "corpus" / train["audio_filepath"], broken / "corpus" / test["audio_filepath"]
+    )
+    _expect_failure(
+        broken,
+        "identical audio",
+        Path(train["audio_filepath"]).stem,
+        Path(test["audio_filepath"]).stem,
+    )
+
+
+def test_missing_file(broken):
+    victims = _victims(broken)
+    for path in victims:
+        path.unlink()
+    _expect_failure(broken, *(str(p) for p in victims), "does not exist")
+
+
+def test_path_escaping_the_corpus_root(broken):
+    entries = _entries(broken)
+    outside = broken / "outside.wav"
+    shutil.copy(broken / "corpus" / entries[1]["audio_filepath"], outside)
+    entries[1]["audio_filepath"] = "../outside.wav"
+    entries[2]["audio_filepath"] = "../" + entries[2]["audio_filepath"]  # exists? no, and outside
+    _write_manifest(broken / "corpus", entries)
+    _expect_failure(broken, str(outside), "outside the corpus root")
+
+
+def test_audio_whose_features_would_be_non_finite(broken):
+    victims = _victims(broken)
+    for path in victims:
+        wave, rate = sf.read(path)
+        sf.write(
+            path, (wave * 1e30).astype(np.float32), rate, subtype="FLOAT"
+        )  # finite, power overflows
+    _expect_failure(broken, *(p.stem for p in victims), "features would overflow")
+
+
+def test_unknown_parameter_key(broken):
+    _case_parameters(broken, "training:\n  learning_rat: 0.1\nfeatures:\n  n_mel: 80\n")
+    _expect_failure(
+        broken, "training.learning_rat (did you mean training.learning_rate?)", "features.n_mel"
+    )
+
+
+def test_data_that_no_longer_matches_the_split_lock(broken):
+    entries = _entries(broken)
+    removed = entries.pop(3)
+    _write_manifest(broken / "corpus", entries)
+    message = _expect_failure(
+        broken, "split_lock.csv is locked", "removed (1)", Path(removed["audio_filepath"]).stem
+    )
+    assert "relock=true" in message
