@@ -68,14 +68,23 @@ def main() -> None:
             seconds, log = kedro_run(project)
             runs.append({"label": label, "seconds": seconds, "nodes": node_seconds(log)})
         run_ids = sorted(p.name for p in (project / "data/06_models/model.safetensors").iterdir())
-        models = [load_state(latest(project, "data/06_models/model.safetensors", r)) for r in run_ids]
-        metrics = [json.loads(latest(project, "data/08_reporting/metrics.json", r).read_text()) for r in run_ids]
+        models = [
+            load_state(latest(project, "data/06_models/model.safetensors", r)) for r in run_ids
+        ]
+        metrics = [
+            json.loads(latest(project, "data/08_reporting/metrics.json", r).read_text())
+            for r in run_ids
+        ]
         digests = [tensors_digest(m["weights"]) for m in models]
         parameters = sum(t.numel() for t in models[0]["weights"].values())
 
     splits = metrics[0]["splits"]
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     lines = [
