@@ -176,11 +176,15 @@ def test_normalization_uses_the_train_split_only(prepared, params, tmp_path):
 
 def test_drift_report_flags_a_shifted_split(prepared, params):
     report = prepared["drift_report"]
-    assert set(report["splits"]) == {"dev", "test"}
+    assert set(report["splits"]) == {"dev", "test"} and report["flagged"] == []
     stats = prepared["feature_stats"].copy()
-    test_ids = prepared["split_lock"].query("split == 'test'")["utt_id"]
-    stats.loc[stats["utt_id"].isin(test_ids), "mean"] += 5.0  # e.g. a louder recording chain
-    shifted = dp.drift_report(stats, prepared["split_lock"], params["drift"])
-    assert "test" in shifted["flagged"] and shifted["splits"]["test"]["mean"]["ks"] == 1.0
+    lock = prepared["split_lock"]
+    for split in ("dev", "test"):  # e.g. a louder recording chain
+        stats.loc[stats["utt_id"].isin(lock.query(f"split == '{split}'")["utt_id"]), "mean"] += 5.0
+    shifted = dp.drift_report(stats, lock, params["drift"])
+    assert shifted["splits"]["dev"]["mean"]["ks"] == shifted["splits"]["test"]["mean"]["ks"] == 1.0
+    # dev has enough utterances for the shift to be significant; the 4 test utterances do not.
+    assert shifted["flagged"] == ["dev"]
+    assert shifted["splits"]["test"]["ks_critical"] > 1.0
     with pytest.raises(ValueError, match="drift"):
         dp.drift_report(stats, prepared["split_lock"], {**params["drift"], "fail": True})

@@ -27,7 +27,7 @@ PARAMETER_SCHEMA = {
     "split": {"method", "salt", "names", "fractions"},
     "features": FeatureConfig,
     "sharding": {"utterances_per_shard", "workers"},
-    "drift": {"max_ks", "fail"},
+    "drift": {"max_ks", "alpha", "fail"},
     "training": {
         "seed": None,
         "epochs": None,

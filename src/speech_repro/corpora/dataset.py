@@ -36,6 +36,7 @@ from speech_repro.repro.hashing import (
 logger = logging.getLogger(__name__)
 
 RENDERER_VERSION = "espeak-ng-fork-v1"  # bump when rendering changes on purpose
+RENDER_CHUNK = 512  # utterances synthesized and written per batch
 
 
 class CorpusDigestError(DatasetError):
@@ -75,9 +76,10 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         stale = [i for i, digest in enumerate(digests) if digest is None]
         logger.info("Corpus %s: %d of %d utterances to render", self._root, len(stale), len(rows))
         changed: list[str] = []
-        if stale:
-            waves = render_plan(plan.iloc[stale], self._workers)
-            for i, wave in zip(stale, waves, strict=True):
+        for chunk in range(0, len(stale), RENDER_CHUNK):  # bounded memory for any corpus size
+            rows_to_render = stale[chunk : chunk + RENDER_CHUNK]
+            waves = render_plan(plan.iloc[rows_to_render], self._workers)
+            for i, wave in zip(rows_to_render, waves, strict=True):
                 with atomic_path(paths[i]) as tmp:
                     sf.write(tmp, wave, int(rows[i]["sample_rate"]), subtype="PCM_16", format="WAV")
                 digests[i] = file_digest(paths[i])

@@ -1,0 +1,280 @@
+"""Environment capture: complete enough to reproduce a run, and never a carrier of secrets."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speech_repro.repro.environment import (
+    REDACTED,
+    SECRET_NAME_PARTS,
+    capture_environment,
+    redact,
+    redact_command,
+    selected_environment_variables,
+)
+from speech_repro.repro.hashing import bytes_digest, file_digest
+
+TOP_LEVEL_KEYS = [
+    "python",
+    "packages",
+    "torch",
+    "hardware",
+    "determinism_env",
+    "environment_variables",
+    "git",
+    "lock_files",
+    "command",
+    "hostname",
+]
+
+# Planted secrets: distinctive values that cannot occur in a record by accident.
+SECRET_ENV = {
+    "KEDRO_API_KEY": "sk-live-123-q7Zp",
+    "TORCH_HUB_TOKEN": "tok-abc-4711-hub",
+    "PYTHON_DB_PASSWORD": "pw-hunter2-9x",
+    "HF_CREDENTIALS_PATH": "/secure/creds-8f3k.json",
+    "speech_repro_client_secret": "lower-case-secret-55",  # not selected by prefix at all
+    "SPEECH_REPRO_Secret_Salt": "mixed-case-salt-66",
+    "KEDRO_MLFLOW_URI": "https://alice:url-pass-2024@mlflow.example.org/api",
+}
+SECRET_VALUES = [
+    "sk-live-123-q7Zp",
+    "tok-abc-4711-hub",
+    "pw-hunter2-9x",
+    "creds-8f3k",
+    "lower-case-secret-55",
+    "mixed-case-salt-66",
+    "url-pass-2024",
+    "argv-url-pass-77",
+    "argv-token-88",
+    "argv-key-99",
+]
+SECRET_ARGV = [
+    "kedro",
+    "run",
+    "--data=s3://bob:argv-url-pass-77@bucket/raw",
+    "--api-token",
+    "argv-token-88",
+    "API_KEY=argv-key-99",
+    "--pipeline=train",
+]
+PLAIN_ENV = {"KEDRO_ENV": "local", "OMP_NUM_THREADS": "2", "SPEECH_REPRO_MODE": "fast"}
+
+
+def _assert_no_secret(text: str) -> None:
+    for secret in SECRET_VALUES:
+        assert secret not in text, secret
+
+
+@pytest.fixture
+def planted(monkeypatch):
+    for name, value in {**SECRET_ENV, **PLAIN_ENV}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", list(SECRET_ARGV))
+
+
+def test_redact_masks_url_passwords_only():
+    assert redact("https://user:pass@host/x") == "https://user:***@host/x"
+    assert redact("postgresql://u:p%40ss@db:5432/x and ftp://a:b@c") == (
+        "postgresql://u:***@db:5432/x and ftp://a:***@c"
+    )
+    for unchanged in ("https://host:8080/x", "https://user@host/x", "plain", "a:b@c", ""):
+        assert redact(unchanged) == unchanged
+
+
+def test_selected_variables_filter_by_prefix_and_hide_secret_names():
+    environ = {
+        "KEDRO_ENV": "local",
+        "kedro_lower": "not selected: prefixes are upper-case",
+        "HOME": "/root",
+        "MY_TOKEN": "not selected",
+        "HF_TOKEN": "hf_abc",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "UV_INDEX_URL": "https://u:p@pypi.example/simple",
+        "LD_LIBRARY_PATH": "/usr/lib",
+    }
+    assert selected_environment_variables(environ) == {
+        "CUDA_VISIBLE_DEVICES": "0",
+        "HF_TOKEN": REDACTED,
+        "KEDRO_ENV": "local",
+        "LD_LIBRARY_PATH": "/usr/lib",
+        "UV_INDEX_URL": "https://u:***@pypi.example/simple",
+    }
+    assert SECRET_NAME_PARTS == ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def test_command_redaction():
+    assert redact_command(SECRET_ARGV) == [
+        "kedro",
+        "run",
+        "--data=s3://bob:***@bucket/raw",
+        "--api-token",
+        REDACTED,
+        f"API_KEY={REDACTED}",
+        "--pipeline=train",
+    ]
+
+
+def test_capture_in_process_leaks_no_secret(planted, tmp_path):
+    env = capture_environment(tmp_path)
+    assert list(env) == TOP_LEVEL_KEYS
+    text = json.dumps(env)
+    _assert_no_secret(text)
+
+    variables = env["environment_variables"]
+    for name in ("KEDRO_API_KEY", "TORCH_HUB_TOKEN", "PYTHON_DB_PASSWORD", "HF_CREDENTIALS_PATH"):
+        assert variables[name] == REDACTED
+    assert variables["SPEECH_REPRO_Secret_Salt"] == REDACTED
+    assert "speech_repro_client_secret" not in variables
+    assert variables["KEDRO_MLFLOW_URI"] == "https://alice:***@mlflow.example.org/api"
+    for name, value in PLAIN_ENV.items():
+        assert variables[name] == value  # non-secret selected variables are kept verbatim
+    assert list(variables) == sorted(variables)
+    assert env["determinism_env"]["OMP_NUM_THREADS"] == "2"
+    assert env["command"][2] == "--data=s3://bob:***@bucket/raw"
+    assert env["git"] is None  # tmp_path is no checkout
+
+
+def test_capture_in_a_real_subprocess_leaks_no_secret(tmp_path):
+    out = tmp_path / "env.json"
+    code = (
+        "import json, sys\n"
+        "from speech_repro.repro.environment import capture_environment\n"
+        f"open({str(out)!r}, 'w').write(json.dumps(capture_environment()))\n"
+    )
+    child_env = {**os.environ, **SECRET_ENV, **PLAIN_ENV}
+    subprocess.run(
+        [sys.executable, "-c", code, *SECRET_ARGV[2:]],
+        env=child_env,
+        check=True,
+        timeout=60,
+    )
+    raw = out.read_bytes()
+    _assert_no_secret(raw.decode())
+    for secret in SECRET_VALUES:
+        assert secret.encode() not in raw
+    record = json.loads(raw)
+    assert list(record) == TOP_LEVEL_KEYS
+    assert record["environment_variables"]["KEDRO_API_KEY"] == REDACTED
+    assert record["environment_variables"]["KEDRO_ENV"] == "local"
+    assert record["command"][0] == "-c"
+    assert record["command"][1:4] == ["--data=s3://bob:***@bucket/raw", "--api-token", REDACTED]
+
+
+def test_packages_python_and_torch_sections():
+    env = capture_environment()
+    packages = env["packages"]
+    assert list(packages) == sorted(packages)
+    assert all(name == name.lower() for name in packages)
+    for name in ("torch", "kedro", "blake3"):
+        assert packages[name] == importlib.metadata.version(name)
+    assert env["python"]["executable"] == sys.executable
+    assert env["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+
+    section = env["torch"]
+    assert section["version"] == str(torch.__version__)
+    assert section["cuda_version"] == torch.version.cuda
+    assert section["num_threads"] == torch.get_num_threads()
+    assert section["num_interop_threads"] == torch.get_num_interop_threads()
+    assert section["deterministic_algorithms"] == torch.are_deterministic_algorithms_enabled()
+    assert section["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "get_num_threads" in section["parallel_info"]
+
+
+def test_torch_section_follows_the_thread_setting():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert capture_environment()["torch"]["num_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert capture_environment()["torch"]["num_threads"] == before
+
+
+def test_hardware_section_shape():
+    hardware = capture_environment()["hardware"]
+    assert hardware["logical_cpus"] == os.cpu_count()
+    assert hardware["cpu_flags"] == sorted(hardware["cpu_flags"])
+    if Path("/proc/meminfo").exists():
+        assert hardware["total_memory_bytes"] > 0
+    if torch.cuda.is_available():
+        gpu = hardware["gpus"][0]
+        major, minor = torch.cuda.get_device_capability(0)
+        assert gpu["compute_capability"] == f"{major}.{minor}"
+    else:
+        assert hardware["gpus"] == []
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+
+
+def test_git_and_lock_file_sections(tmp_path):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "uv.lock").write_text("version = 1\n")
+    (repo / "code.py").write_text("x = 1\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "first")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+
+    clean = capture_environment(repo)
+    assert clean["git"] == {
+        "commit": head,
+        "branch": "main",
+        "dirty": False,
+        "diff_digest": None,
+        "untracked_count": 0,
+    }
+    assert clean["lock_files"] == {"uv.lock": file_digest(repo / "uv.lock"), "flake.lock": None}
+
+    (repo / "code.py").write_text("x = 2\n")
+    (repo / "new.txt").write_text("untracked\n")
+    dirty = capture_environment(repo)["git"]
+    assert dirty["dirty"] is True
+    assert dirty["commit"] == head
+    assert dirty["untracked_count"] == 1
+    diff = subprocess.run(
+        ["git", "diff", "HEAD", "--no-color", "--no-ext-diff", "--binary"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    ).stdout
+    assert dirty["diff_digest"] == bytes_digest(diff)
+
+    (repo / "flake.lock").write_text("{}\n")
+    assert capture_environment(repo)["lock_files"]["flake.lock"] == file_digest(repo / "flake.lock")
+
+
+def test_git_section_never_fails(tmp_path, monkeypatch):
+    assert capture_environment(tmp_path)["git"] is None  # not a checkout
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git (nor nvidia-smi) on the PATH
+    env = capture_environment(tmp_path)
+    assert env["git"] is None
+    assert env["hardware"]["driver_version"] is None
