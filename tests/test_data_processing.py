@@ -128,7 +128,7 @@ def test_features_match_the_declared_settings(prepared, params):
 
 def test_feature_shards_are_the_same_bits_with_and_without_the_process_pool(prepared, params):
     manifest = prepared["manifest"].head(10)
-    sharding = {"utterances_per_shard": 4, "workers": 2}
+    sharding = {"utterances_per_shard": 4, "workers": 2, "min_utterances_for_pool": 1}
     pooled = list(dp.compute_features(manifest, params["features"], params["audio"], sharding))
     alone = list(
         dp.compute_features(

@@ -27,7 +27,10 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_runs(project) -> list[str]:
     """Two ``kedro run --env test`` in fresh processes; returns their logs."""
-    return [run_kedro(project, "run", "--env", "test").stdout for _ in range(2)]
+    return [
+        (lambda r: r.stdout + r.stderr)(run_kedro(project, "run", "--env", "test"))
+        for _ in range(2)
+    ]
 
 
 def _versions(project: Path, dataset: str) -> list[Path]:

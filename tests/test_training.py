@@ -66,7 +66,7 @@ def test_each_epoch_leaves_a_full_checkpoint(prepared, params, tmp_path):
     assert len(store.steps()) == params["training"]["epochs"]
     step, state = store.latest()
     assert step == len(log)
-    assert {"epoch", "model", "optimizer", "scheduler", "rng", "log"} <= set(state)
+    assert {"step", "model", "optimizer", "scheduler", "rng", "log"} <= set(state)
     assert state["scheduler"]["last_epoch"] == len(log)
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
 

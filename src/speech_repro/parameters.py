@@ -26,7 +26,7 @@ PARAMETER_SCHEMA = {
     "audio": AudioPolicy,
     "split": {"method", "salt", "names", "fractions"},
     "features": FeatureConfig,
-    "sharding": {"utterances_per_shard", "workers"},
+    "sharding": {"utterances_per_shard", "workers", "min_utterances_for_pool"},
     "drift": {"max_ks", "alpha", "fail"},
     "training": {
         "seed": None,
@@ -37,6 +37,8 @@ PARAMETER_SCHEMA = {
         "warmup_fraction": None,
         "grad_clip": None,
         "num_workers": None,
+        "checkpoint_every_steps": None,
+        "device": None,
         "specaugment": SpecAugmentConfig,
     },
     "model": ModelConfig,
@@ -45,3 +47,6 @@ PARAMETER_SCHEMA = {
     "determinism": DeterminismPolicy,
     "relock": None,  # runtime flag: `kedro run --params relock=true` accepts a changed split lock
 }
+
+# Fixed design choices (what the experiment *is*), recorded apart from the tunable knobs.
+DESIGN_SECTIONS = ("text", "audio", "features", "split", "determinism")

@@ -1,12 +1,29 @@
 """Project settings: https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
 
+import os
+
 from kedro.config import OmegaConfigLoader
 
-from speech_repro.parameters import PARAMETER_SCHEMA
-from speech_repro.repro.hooks import DeterminismHook, ParameterCheckHook
+from speech_repro.parameters import DESIGN_SECTIONS, PARAMETER_SCHEMA
+from speech_repro.repro.hooks import DeterminismHook, ParameterCheckHook, RunRecordHook
+from speech_repro.repro.session import ClaimedRunSession
+
+RUN_RECORD = RunRecordHook(
+    design_sections=DESIGN_SECTIONS,
+    snapshot={"dataset": "split_lock", "key": "utt_id", "value": "digest"},
+    metrics_dataset="metrics",
+    resume_dataset="training_checkpoints",
+)
 
 # Hooks run last-registered first: parameters are checked before anything else happens.
-HOOKS = (DeterminismHook(), ParameterCheckHook(PARAMETER_SCHEMA))
+# SPEECH_REPRO_RECORD=0 runs without the record, only to measure what recording costs (bench/).
+HOOKS = (
+    *((RUN_RECORD,) if os.environ.get("SPEECH_REPRO_RECORD", "1") != "0" else ()),
+    DeterminismHook(),
+    ParameterCheckHook(PARAMETER_SCHEMA),
+)
+
+SESSION_CLASS = ClaimedRunSession
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

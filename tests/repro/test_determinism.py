@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from speech_repro.repro.determinism import (
     restore_rng_state,
     seed_globals,
 )
+from speech_repro.repro.hooks import RunRecordHook
 from speech_repro.repro.state import load_state, save_state
 
 
@@ -131,3 +133,37 @@ def test_apply_policy_keeps_an_explicit_cublas_config(restore_torch_settings, mo
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     apply_policy(DeterminismPolicy(threads=1))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_warn_mode_operations_are_recorded_by_the_run_record_hook():
+    hook = RunRecordHook()
+    hook.record = {"nondeterministic_operations": []}
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    hook._capture_warnings()
+    try:
+        apply_policy(DeterminismPolicy(threads=torch.get_num_threads(), mode="warn"))
+        # put_ without accumulation has no deterministic implementation, on the CPU too.
+        torch.zeros(4).put_(torch.tensor([1, 1]), torch.tensor([1.0, 2.0]), accumulate=False)
+    finally:
+        warnings.showwarning = hook._showwarning
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    (operation,) = hook.record["nondeterministic_operations"]
+    assert "put_" in operation and "deterministic" in operation
+
+
+def test_strict_mode_fails_on_such_an_operation():
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    try:
+        apply_policy(DeterminismPolicy(threads=torch.get_num_threads(), mode="strict"))
+        with pytest.raises(RuntimeError, match="deterministic"):
+            torch.zeros(4).put_(torch.tensor([1, 1]), torch.tensor([1.0, 2.0]), accumulate=False)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    with pytest.raises(ValueError, match="strict or warn"):
+        DeterminismPolicy(mode="sometimes")

@@ -57,18 +57,32 @@ class CheckpointStoreDataset(AbstractVersionedDataset[Any, CheckpointStore]):
 
     Training writes checkpoints *during* the node, so the store is an input: loading it returns a
     handle on ``<filepath>/<run id>/<name>/``, which the run fills and later runs never touch.
+    With a pinned load version (``--load-versions training_checkpoints:<old run>``) the store
+    continues from that run's newest checkpoint while writing its own under the new run id.
     """
 
     def __init__(
-        self, *, filepath: str, version: Version | None = None, metadata: dict | None = None
+        self,
+        *,
+        filepath: str,
+        keep: int | None = None,
+        version: Version | None = None,
+        metadata: dict | None = None,
     ):
         super().__init__(filepath=PurePosixPath(filepath), version=version)
+        self.keep = keep
         self.metadata = metadata
 
     def load(self) -> CheckpointStore:
         if self._version is None:
-            return CheckpointStore(Path(self._filepath))
-        return CheckpointStore(Path(self._get_versioned_path(self.resolve_save_version())))
+            return CheckpointStore(Path(self._filepath), keep=self.keep)
+        save_version = self.resolve_save_version()
+        own = Path(self._get_versioned_path(save_version))
+        resume = self._version.load
+        previous = (
+            Path(self._get_versioned_path(resume)) if resume and resume != save_version else None
+        )
+        return CheckpointStore(own, resume_from=previous, keep=self.keep)
 
     def save(self, data: CheckpointStore) -> None:
         raise DatasetError("checkpoints are written through the store that load() returns")

@@ -113,16 +113,22 @@ class DeterminismPolicy:
     """Process-wide numerical settings that decide whether two runs produce the same bits.
 
     ``threads`` matters on CPU: intra-op reductions split work by thread count, so 1 and 2
-    threads give different (equally valid) floating-point results.
+    threads give different (equally valid) floating-point results. ``mode`` decides what an
+    operation without a deterministic implementation does: ``strict`` fails, ``warn`` runs it
+    and the run record lists it.
     """
 
     threads: int = 2
     interop_threads: int = 1
     deterministic_algorithms: bool = True
-    warn_only: bool = False
+    mode: str = "strict"
     cudnn_benchmark: bool = False
     allow_tf32: bool = False
     cublas_workspace_config: str = ":4096:8"
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"strict", "warn"}:
+            raise ValueError(f"determinism.mode must be strict or warn, not {self.mode!r}")
 
 
 def apply_policy(policy: DeterminismPolicy) -> None:
@@ -133,7 +139,9 @@ def apply_policy(policy: DeterminismPolicy) -> None:
     # May only be set once per process, before any inter-op work started.
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(policy.interop_threads)
-    torch.use_deterministic_algorithms(policy.deterministic_algorithms, warn_only=policy.warn_only)
+    torch.use_deterministic_algorithms(
+        policy.deterministic_algorithms, warn_only=policy.mode == "warn"
+    )
     torch.backends.cudnn.benchmark = policy.cudnn_benchmark
     torch.backends.cudnn.deterministic = policy.deterministic_algorithms
     torch.backends.cuda.matmul.allow_tf32 = policy.allow_tf32

@@ -1,21 +1,25 @@
 """Tensors keyed by item id, written in shards and read back one item at a time.
 
 A shard is a safetensors file holding the items' rows concatenated (``data``) and their row
-``offsets``; ``index.json`` maps every item to its shard and rows. Readers memory-map shards and
-slice one item without loading the rest, so a consumer never holds the whole collection.
+``offsets``; ``index.json`` maps every item to its shard and rows. Readers read one item's bytes
+without loading the rest, so a consumer never holds the whole collection.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from blake3 import blake3
 from safetensors.torch import load_file, save_file
 
 from speech_repro.repro.atomic import atomic_open, atomic_path
+from speech_repro.repro.hashing import ALGORITHM, tensors_digest
 
 INDEX_FILE = "index.json"
 
@@ -63,7 +67,7 @@ class ShardedTensors:
         self._files = [self.directory / s["file"] for s in index["shards"]]
         self._shard_items = [s["items"] for s in index["shards"]]
         self._items = index["items"]
-        self._handles: dict[int, object] = {}
+        self._layouts: dict[int, tuple[int, torch.dtype, tuple[int, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -81,9 +85,15 @@ class ShardedTensors:
 
     def __getitem__(self, item: str) -> torch.Tensor:
         number, start, end = self._items[item]
-        if number not in self._handles:
-            self._handles[number] = safe_open(str(self._files[number]), framework="pt")
-        return self._handles[number].get_slice("data")[start:end]
+        if number not in self._layouts:
+            self._layouts[number] = _data_layout(self._files[number])
+        offset, dtype, row_shape = self._layouts[number]
+        row_bytes = math.prod(row_shape) * dtype.itemsize
+        # pread, not mmap: pages read this way stay in the page cache instead of counting towards
+        # this process's memory, so reading a whole corpus does not grow the process.
+        with open(self._files[number], "rb") as handle:
+            data = os.pread(handle.fileno(), (end - start) * row_bytes, offset + start * row_bytes)
+        return torch.frombuffer(bytearray(data), dtype=dtype).reshape(end - start, *row_shape)
 
     def shards(self) -> Iterator[dict[str, torch.Tensor]]:
         """Whole shards in order, one in memory at a time."""
@@ -92,5 +102,33 @@ class ShardedTensors:
             data, offsets = loaded["data"], loaded["offsets"].tolist()
             yield {item: data[offsets[k] : offsets[k + 1]] for k, item in enumerate(items)}
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_handles": {}}  # open files do not cross process boundaries
+    def content_digest(self) -> str:
+        """Digest of every item's tensor, in item order (independent of how items are sharded)."""
+        hasher = blake3()
+        for shard in self.shards():
+            for item, tensor in shard.items():
+                hasher.update(f"{item}|".encode())
+                hasher.update(tensors_digest({"t": tensor}).encode())
+        return f"{ALGORITHM}:{hasher.hexdigest()}"
+
+
+_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+}
+
+
+def _data_layout(path: Path) -> tuple[int, torch.dtype, tuple[int, ...]]:
+    """Byte offset, dtype and row shape of the ``data`` tensor in a safetensors file."""
+    with open(path, "rb") as handle:
+        (header_size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(header_size))
+    entry = header["data"]
+    return (
+        8 + header_size + entry["data_offsets"][0],
+        _DTYPES[entry["dtype"]],
+        tuple(entry["shape"][1:]),
+    )

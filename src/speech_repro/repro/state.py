@@ -18,10 +18,15 @@ from speech_repro.repro.atomic import atomic_path
 _SKELETON_KEY = "state_skeleton"
 
 
+def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split ``state`` into named tensors and a JSON skeleton that says where each one goes."""
+    tensors: dict[str, torch.Tensor] = {}
+    return tensors, _encode(state, "", tensors)
+
+
 def save_state(path: str | Path, state: Any, metadata: dict[str, str] | None = None) -> None:
     """Atomically write ``state`` (any nesting of dicts, lists, tuples, tensors, scalars) to ``path``."""
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = _encode(state, "", tensors)
+    tensors, skeleton = flatten_state(state)
     meta = {**(metadata or {}), _SKELETON_KEY: json.dumps(skeleton)}  # keeps dict order
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)

@@ -126,6 +126,8 @@ def compute_features(
     Shards are computed by a pool of ``workers`` processes (in order, so the output does not depend
     on the worker count) and written as they come, so memory holds a few shards, not the corpus.
     Every computation uses one torch thread, so results are the same bits in and out of the pool.
+    Spawning workers that import torch costs seconds, so corpora smaller than
+    ``min_utterances_for_pool`` are computed in this process.
     """
     size = int(sharding["utterances_per_shard"])
     rows = list(
@@ -139,7 +141,10 @@ def compute_features(
     )
     jobs = [(rows[i : i + size], features, audio) for i in range(0, len(rows), size)]
     # A generator object, not a generator function: Kedro hands it to the dataset as one stream.
-    return _computed_shards(jobs, min(int(sharding["workers"]), len(jobs)))
+    workers = (
+        int(sharding["workers"]) if len(rows) >= int(sharding["min_utterances_for_pool"]) else 1
+    )
+    return _computed_shards(jobs, min(workers, len(jobs)))
 
 
 def _computed_shards(jobs: list, workers: int) -> Iterator[dict[str, torch.Tensor]]:

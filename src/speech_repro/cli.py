@@ -1,0 +1,330 @@
+"""Project commands: ``kedro repro runs|show|diff|run|resume``.
+
+Users think in runs, not datasets: every command takes a run id (see ``kedro repro runs``).
+Human-readable output by default, ``--json`` for machines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from speech_repro.repro.record import SNAPSHOT_FILE, list_records, read_record, status
+from speech_repro.repro.session import RUNS_DIR
+
+SUMMARY_SPLIT = "test"
+
+
+@click.group(name="speech-repro")
+def cli() -> None:
+    """speech-repro project commands."""
+
+
+@cli.group()
+def repro() -> None:
+    """Run records: list, show and compare runs; re-run from or resume a past run."""
+
+
+def _runs_dir(project: Path) -> Path:
+    return project / RUNS_DIR
+
+
+def _project(metadata: Any) -> Path:
+    return Path(metadata.project_path) if metadata is not None else Path.cwd()
+
+
+def _short(digest: str | None, n: int = 12) -> str:
+    return digest.split(":", 1)[-1][:n] if digest else "-"
+
+
+def _metric(record: dict, name: str) -> float | None:
+    return ((record.get("metrics") or {}).get("splits", {}).get(SUMMARY_SPLIT) or {}).get(name)
+
+
+def run_summary(record: dict) -> dict[str, Any]:
+    """One row of ``kedro repro runs``."""
+    git = record["environment"].get("git") or {}
+    return {
+        "run_id": record["run_id"],
+        "started": record["started_at"],
+        "git_commit": (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else ""),
+        "params_digest": _short(record["parameters"]["digest"]),
+        "data_digest": _short((record.get("data_snapshot") or {}).get("digest")),
+        "seed": record["seeds"].get("training.seed"),
+        "wer": _metric(record, "wer"),
+        "cer": _metric(record, "cer"),
+        "duration_s": record.get("duration_seconds"),
+        "status": status(record),
+    }
+
+
+@repro.command("runs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def runs(metadata: Any, as_json: bool) -> None:
+    """One row per run: id, date, commit, parameter and data digests, seed, WER, CER, status."""
+    rows = [run_summary(r) for r in list_records(_runs_dir(_project(metadata)))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    header = [
+        "run_id",
+        "started",
+        "git_commit",
+        "params_digest",
+        "data_digest",
+        "seed",
+        "wer",
+        "cer",
+        "duration_s",
+        "status",
+    ]
+    table = [[_cell(row[h]) for h in header] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)
+    ]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+@repro.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+@click.pass_obj
+def show(metadata: Any, run_id: str, as_json: bool) -> None:
+    """The record of RUN_ID, readable."""
+    record = read_record(_runs_dir(_project(metadata)), run_id)
+    if as_json:
+        click.echo(json.dumps(record, indent=1))
+        return
+    env = record["environment"]
+    torch_env = env.get("torch") or {}
+    hardware = env.get("hardware") or {}
+    git = env.get("git") or {}
+    lines = [
+        f"run {record['run_id']}  [{status(record)}]  started {record['started_at']}  {record.get('duration_seconds')} s",
+        f"command      {' '.join(record['command'])}",
+        f"pipelines    {', '.join(record['pipelines'])}   env {record.get('env')}",
+        f"code         {git.get('commit')} branch {git.get('branch')} dirty={git.get('dirty')} diff {_short(git.get('diff_digest'))}",
+        "locks        "
+        + ", ".join(f"{k} {_short(v)}" for k, v in (env.get("lock_files") or {}).items()),
+        f"parameters   {_short(record['parameters']['digest'])} (design {_short(record['parameters']['design_digest'])}, tunable {_short(record['parameters']['tunable_digest'])})",
+        f"seeds        {record['seeds']}",
+        f"python       {env['python']['version']}  torch {torch_env.get('version')}  cuda {torch_env.get('cuda_version')}  cudnn {torch_env.get('cudnn_version')}",
+        f"hardware     {hardware.get('cpu_model')} x{hardware.get('logical_cpus')}  gpus {hardware.get('gpus')}  driver {hardware.get('driver_version')}",
+        f"threads      intra {torch_env.get('num_threads')} inter {torch_env.get('num_interop_threads')}  deterministic {torch_env.get('deterministic_algorithms')}",
+        f"data         {record.get('data_snapshot')}",
+    ]
+    if record.get("resumed_from"):
+        lines.append(f"resumed from {record['resumed_from']}")
+    if record.get("error"):
+        lines.append(f"error        {record['error']}")
+    lines.append("inputs")
+    lines += [
+        f"  {name:<22} version {i['version']}  {_short(i['digest'])}"
+        for name, i in record["inputs"].items()
+    ]
+    lines.append("ledger (dataset saved by node: content digest)")
+    lines += [
+        f"  {name:<22} {e['node']:<22} {_short(e['digest'])}"
+        for name, e in record["ledger"].items()
+    ]
+    lines.append("nodes")
+    lines += [f"  {name:<22} {n['seconds']:8.2f} s" for name, n in record["nodes"].items()]
+    lines.append(
+        f"non-deterministic operations: {record['nondeterministic_operations'] or 'none met'}"
+    )
+    for split, rates in ((record.get("metrics") or {}).get("splits") or {}).items():
+        lines.append(
+            f"metrics {split:<6} WER {rates['wer']:.4f}  CER {rates['cer']:.4f}  MER {rates['mer']:.4f}  WIL {rates['wil']:.4f}  ({rates['utterances']} utterances)"
+        )
+    click.echo("\n".join(lines))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def _changes(a: dict, b: dict) -> dict[str, list]:
+    fa, fb = _flatten(a), _flatten(b)
+    return {
+        k: [fa.get(k), fb.get(k)] for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)
+    }
+
+
+def _snapshot(project: Path, run_id: str) -> dict[str, str]:
+    path = _runs_dir(project) / run_id / SNAPSHOT_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def diff_records(project: Path, a: dict, b: dict) -> dict[str, Any]:
+    """Only what differs between two runs, grouped."""
+    ea, eb = a["environment"], b["environment"]
+    sa, sb = _snapshot(project, a["run_id"]), _snapshot(project, b["run_id"])
+    metrics = {}
+    for key, (x, y) in _changes(a.get("metrics") or {}, b.get("metrics") or {}).items():
+        delta = y - x if isinstance(x, int | float) and isinstance(y, int | float) else None
+        metrics[key] = {"a": x, "b": y, "delta": delta}
+    thread_keys = (
+        "num_threads",
+        "num_interop_threads",
+        "deterministic_algorithms",
+        "cpu_capability",
+    )
+    return {
+        "parameters": _changes(
+            a["parameters"]["design"] | a["parameters"]["tunable"],
+            b["parameters"]["design"] | b["parameters"]["tunable"],
+        ),
+        "code": _changes(
+            {"git": ea.get("git"), "lock_files": ea.get("lock_files")},
+            {"git": eb.get("git"), "lock_files": eb.get("lock_files")},
+        ),
+        "environment": {
+            "packages": _changes(ea.get("packages", {}), eb.get("packages", {})),
+            "hardware": _changes(ea.get("hardware", {}), eb.get("hardware", {})),
+            "threads": _changes(
+                {k: (ea.get("torch") or {}).get(k) for k in thread_keys}
+                | (ea.get("determinism_env") or {}),
+                {k: (eb.get("torch") or {}).get(k) for k in thread_keys}
+                | (eb.get("determinism_env") or {}),
+            ),
+            "python": _changes(ea.get("python", {}), eb.get("python", {})),
+        },
+        "data": {
+            "recorded": bool(sa) and bool(sb),  # a run that did not prepare data has no snapshot
+            "added": sorted(sb.keys() - sa.keys()) if sa and sb else [],
+            "removed": sorted(sa.keys() - sb.keys()) if sa and sb else [],
+            "changed": sorted(k for k in sa.keys() & sb.keys() if sa[k] != sb[k]),
+        },
+        "ledger": {
+            name: [a["ledger"][name]["digest"], b["ledger"][name]["digest"]]
+            for name in sorted(a["ledger"].keys() & b["ledger"].keys())
+            if a["ledger"][name]["digest"] != b["ledger"][name]["digest"]
+        },
+        "metrics": metrics,
+    }
+
+
+@repro.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def diff(metadata: Any, run_a: str, run_b: str, as_json: bool) -> None:
+    """What differs between RUN_A and RUN_B: parameters, code, environment, data, metrics."""
+    project = _project(metadata)
+    runs_dir = _runs_dir(project)
+    result = diff_records(project, read_record(runs_dir, run_a), read_record(runs_dir, run_b))
+    if as_json:
+        click.echo(json.dumps(result, indent=1, default=str))
+        return
+    click.echo(f"{run_a} -> {run_b}")
+    for group in ("parameters", "code"):
+        _print_changes(group, result[group])
+    for part, changes in result["environment"].items():
+        _print_changes(f"environment/{part}", changes)
+    data = result["data"]
+    if not data["recorded"]:
+        click.echo("[data] not comparable: one of the runs did not prepare data")
+    else:
+        click.echo(
+            f"[data] added {len(data['added'])}, removed {len(data['removed'])}, changed {len(data['changed'])}"
+        )
+    for kind in ("added", "removed", "changed"):
+        for item in data[kind][:20]:
+            click.echo(f"  {kind:<8} {item}")
+    _print_changes("ledger", result["ledger"])
+    click.echo("[metrics]" if result["metrics"] else "[metrics] identical")
+    for key, m in result["metrics"].items():
+        delta = f"  ({m['delta']:+.4f})" if m["delta"] is not None else ""
+        click.echo(f"  {key}: {m['a']} -> {m['b']}{delta}")
+
+
+def _print_changes(group: str, changes: dict[str, list]) -> None:
+    click.echo(f"[{group}]" if changes else f"[{group}] identical")
+    for key, (a, b) in changes.items():
+        click.echo(f"  {key}: {a} -> {b}")
+
+
+def load_versions_of(record: dict, datasets: set[str]) -> dict[str, str]:
+    """The version of each of ``datasets`` that the recorded run saved or loaded."""
+    versions = {n: e["version"] for n, e in record["ledger"].items() if e.get("version")}
+    versions |= {
+        n: i["version"]
+        for n, i in record["inputs"].items()
+        if i.get("version") and n not in versions
+    }
+    return {n: v for n, v in versions.items() if n in datasets}
+
+
+def _run_session(project: Path, env: str | None, **run_kwargs: Any) -> None:
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        session.run(**run_kwargs)
+
+
+@repro.command("run")
+@click.option(
+    "--from-run", "from_run", required=True, help="Load every versioned input of this run."
+)
+@click.option(
+    "--pipelines", default="evaluation", show_default=True, help="Comma-separated pipelines."
+)
+@click.option("--env", default=None, help="Configuration environment (default: the run's).")
+@click.pass_obj
+def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> None:
+    """Run PIPELINES on the data and models of a past run (e.g. re-evaluate its model)."""
+    from kedro.framework.project import pipelines as registry
+
+    project = _project(metadata)
+    record = read_record(_runs_dir(project), from_run)
+    names = [p.strip() for p in pipelines.split(",") if p.strip()]
+    inputs = set().union(*(registry[name].inputs() for name in names))
+    versions = load_versions_of(record, inputs)
+    click.echo(f"Loading from run {from_run}: {versions}")
+    _run_session(project, env or record.get("env"), pipeline_names=names, load_versions=versions)
+
+
+@repro.command("resume")
+@click.argument("run_id")
+@click.pass_obj
+def resume(metadata: Any, run_id: str) -> None:
+    """Continue a crashed or killed run from its last completed node and last checkpoint."""
+    from kedro.framework.project import pipelines as registry
+
+    project = _project(metadata)
+    record = read_record(_runs_dir(project), run_id)
+    pipeline = registry[record["pipelines"][0]]
+    for name in record["pipelines"][1:]:
+        pipeline = pipeline + registry[name]
+    pending = [n.name for n in pipeline.nodes if n.name not in record["nodes"]]
+    if not pending:
+        raise click.ClickException(f"run {run_id} completed every node; nothing to resume")
+    versions = load_versions_of(record, pipeline.all_inputs() | pipeline.all_outputs())
+    versions["training_checkpoints"] = run_id
+    click.echo(f"Resuming run {run_id} from node {pending[0]}")
+    _run_session(
+        project,
+        record.get("env"),
+        pipeline_names=record["pipelines"],
+        from_nodes=[pending[0]],
+        load_versions=versions,
+    )

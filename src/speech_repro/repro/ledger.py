@@ -1,0 +1,35 @@
+"""Content digests of whatever a node produces, independent of how it is stored.
+
+Tensors are hashed by name, dtype, shape and bytes in a fixed order; tables by column names,
+dtypes and cell values; JSON-like values canonically. Two runs that produce the same values get
+the same digests even if a file format adds timestamps or orders its bytes differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import torch
+
+from speech_repro.repro.hashing import bytes_digest, combined_digest, json_digest, tensors_digest
+from speech_repro.repro.state import flatten_state
+
+
+def content_digest(value: Any) -> str:
+    """A digest of ``value``'s content; see the module docstring for what counts."""
+    if hasattr(value, "content_digest"):
+        return value.content_digest()
+    if isinstance(value, torch.Tensor):
+        return tensors_digest({"tensor": value})
+    if isinstance(value, pd.DataFrame):
+        cells = pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes()
+        header = json_digest([[str(c), str(t)] for c, t in value.dtypes.items()])
+        return combined_digest([header, bytes_digest(cells)])
+    if isinstance(value, Mapping | list | tuple):
+        tensors, skeleton = flatten_state(value)
+        if not tensors:
+            return json_digest(skeleton)
+        return combined_digest([tensors_digest(tensors), json_digest(skeleton)])
+    return json_digest(value)
