@@ -10,7 +10,6 @@ audio. Writes the results between the `bench:data_scale` markers of docs/benchma
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,13 +21,13 @@ import pandas as pd
 import soundfile as sf
 import torch
 import torchaudio
+from report import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from speech_repro.asr.features import FeatureConfig, LogMel  # noqa: E402
 
-MARKERS = ("<!-- bench:data_scale -->", "<!-- /bench:data_scale -->")
 BASE_UTTERANCES_PER_SPEAKER = 20
 
 
@@ -118,7 +117,6 @@ def main() -> None:
         fbank = feature_throughput(project / "data/01_raw/digits")
     base, big = runs
     lines = [
-        MARKERS[0],
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `uv run python bench/data_scale.py`. "
         "Each step is its own `kedro run` process in a fresh clone; peak RSS is that process's "
         "(the feature pool's worker processes are separate, one shard each in memory).",
@@ -151,15 +149,8 @@ def main() -> None:
         "| features | utterances/s | × real time |",
         "|---|---|---|",
         *[f"| {name} | {ups:.0f} | {rt:.0f} |" for name, ups, rt in fbank],
-        MARKERS[1],
     ]
-    block = "\n".join(lines)
-    print(block)
-    print(json.dumps(runs, default=str))
-    doc = REPO / "docs/benchmarks.md"
-    text = doc.read_text()
-    start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
-    doc.write_text(text[:start] + block + text[end:])
+    write_section("data_scale", lines)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from speech_repro.repro.hashing import tensors_digest  # noqa: E402
 from speech_repro.repro.state import load_state  # noqa: E402
-
-MARKERS = ("<!-- bench:default_run -->", "<!-- /bench:default_run -->")
 
 
 def kedro_run(project: Path) -> tuple[float, str]:
@@ -88,7 +88,6 @@ def main() -> None:
         platform.processor(),
     )
     lines = [
-        MARKERS[0],
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, by `uv run python bench/default_run.py` (a fresh `git clone`, then `kedro run` twice).",
         "",
         "| run | wall time (s) | plan_corpus (s) | compute_features (s) | train_model (s) | transcribe + score (s) |",
@@ -116,14 +115,8 @@ def main() -> None:
         "",
         f"Two runs in fresh processes: model tensor digests {'identical' if digests[0] == digests[1] else 'DIFFERENT'} (`{digests[0]}`), "
         f"metrics {'identical' if metrics[0] == metrics[1] else 'DIFFERENT'}.",
-        MARKERS[1],
     ]
-    block = "\n".join(lines)
-    print(block)
-    doc = REPO / "docs/benchmarks.md"
-    text = doc.read_text()
-    start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
-    doc.write_text(text[:start] + block + text[end:])
+    write_section("default_run", lines)
 
 
 if __name__ == "__main__":

@@ -28,16 +28,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 from blake3 import blake3
+from report import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from speech_repro.repro.digest_cache import DigestCache  # noqa: E402
 from speech_repro.repro.hashing import file_digest  # noqa: E402
-
-MARKERS = ("<!-- bench:digests -->", "<!-- /bench:digests -->")
-SECTION_TITLE = "## File digests (issue: real corpora)"
-DOC = REPO / "docs" / "benchmarks.md"
 
 SMALL_COUNT, SMALL_SIZE = 2000, 44 + 51_200  # WAV header + 1.6 s of 16 kHz 16-bit mono
 LARGE_COUNT, LARGE_SIZE = 3, 64 << 20
@@ -248,30 +245,7 @@ def main() -> None:
         "machine shows up as noise in these sub-second timings.",
         "- SHA-256 and BLAKE3 rows use the same read loop (1 MiB chunks) on one thread.",
     ]
-    block = "\n".join(lines)
-    print()
-    print(block)
-    write_doc(block)
-
-
-def write_doc(block: str) -> None:
-    """Replace the text between the markers, or append a new section holding them."""
-    text = DOC.read_text()
-    start, end = MARKERS
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{start}\n{block}\n{end}{tail}"
-    else:
-        text = text if text.endswith("\n") else text + "\n"
-        text += (
-            f"\n{SECTION_TITLE}\n\n"
-            "Why a persistent digest cache (`speech_repro.repro.digest_cache.DigestCache`): a real "
-            "corpus is read in full every time its digests are needed unless unchanged files are "
-            "recognised by their stat key (path, device, inode, size, mtime and ctime).\n\n"
-            f"{start}\n{block}\n{end}\n"
-        )
-    DOC.write_text(text)
+    write_section("digests", lines)
 
 
 if __name__ == "__main__":

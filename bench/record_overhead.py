@@ -17,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_section
+
 REPO = Path(__file__).resolve().parents[1]
-MARKERS = ("<!-- bench:record_overhead -->", "<!-- /bench:record_overhead -->")
 
 
 def kedro_run(project: Path, record: bool, *args: str) -> float:
@@ -50,9 +51,9 @@ def main() -> None:
                 times[record].append(kedro_run(project, record))
     with_record, without = statistics.median(times[True]), statistics.median(times[False])
     overhead = (with_record - without) / without
-    block = "\n".join(
+    write_section(
+        "record_overhead",
         [
-            MARKERS[0],
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `uv run python bench/record_overhead.py {repeats}`: "
             f"default `kedro run` with the corpus already rendered, {repeats} runs each, alternating.",
             "",
@@ -62,14 +63,8 @@ def main() -> None:
             f"| with the run record | {with_record:.1f} | {', '.join(f'{t:.1f}' for t in times[True])} |",
             "",
             f"Overhead of the reproducibility machinery: {100 * overhead:+.1f} % (target ≤ 3 %).",
-            MARKERS[1],
-        ]
+        ],
     )
-    print(block)
-    doc = REPO / "docs/benchmarks.md"
-    text = doc.read_text()
-    start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
-    doc.write_text(text[:start] + block + text[end:])
 
 
 if __name__ == "__main__":

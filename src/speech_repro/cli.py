@@ -1,4 +1,4 @@
-"""Project commands: ``kedro repro runs|show|diff|run|resume``.
+"""Project commands: ``kedro repro runs|show|diff|run|resume|verify``.
 
 Users think in runs, not datasets: every command takes a run id (see ``kedro repro runs``).
 Human-readable output by default, ``--json`` for machines.
@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from speech_repro.asr.stats import paired_speaker_bootstrap
 from speech_repro.repro.record import SNAPSHOT_FILE, list_records, read_record, status
 from speech_repro.repro.session import RUNS_DIR
+from speech_repro.repro.verify import GRADES, Verification, check_data, to_json, verify
 
 SUMMARY_SPLIT = "test"
 
@@ -328,3 +331,154 @@ def resume(metadata: Any, run_id: str) -> None:
         from_nodes=[pending[0]],
         load_versions=versions,
     )
+
+
+def load_recorded(project: Path, run_id: str, dataset: str) -> Any:
+    """``dataset`` as run ``run_id`` of ``project`` saved it."""
+    record = read_record(_runs_dir(project), run_id)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=record.get("env")) as session:
+        catalog = session.load_context()._get_catalog(load_versions={dataset: run_id})
+        return catalog.load(dataset)
+
+
+def _metric_test(
+    project: Path, run_id: str, replay_project: Path, replay_id: str
+) -> dict[str, Any]:
+    """Speaker-level paired bootstrap of the test-split WER difference between run and replay."""
+    old = load_recorded(project, run_id, "hypotheses")
+    new = load_recorded(replay_project, replay_id, "hypotheses")
+    return paired_speaker_bootstrap(
+        old[old["split"] == SUMMARY_SPLIT], new[new["split"] == SUMMARY_SPLIT]
+    )
+
+
+def _explain(old: dict, new: dict) -> dict[str, Any]:
+    groups = diff_records(Path("."), old, new)
+    return {k: groups[k] for k in ("parameters", "code", "environment")}
+
+
+def _current_data(project: Path, env: str | None) -> dict[str, str] | None:
+    """utterance id -> audio digest of the corpus as it is now; None when there is none yet."""
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        catalog = session.load_context().catalog
+        if not catalog.exists("raw_corpus"):
+            return None
+        corpus = catalog.load("raw_corpus")
+    return dict(zip(corpus["utt_id"], corpus["digest"], strict=True))
+
+
+@repro.command("verify")
+@click.argument("run_id")
+@click.option(
+    "--require",
+    type=click.Choice(GRADES[:-1]),
+    default="bitwise",
+    show_default=True,
+    help="Exit 0 only for this grade or better.",
+)
+@click.option("--until", default=None, help="Replay only up to this node.")
+@click.option(
+    "--params",
+    "overrides",
+    default="",
+    help="What-if overrides, e.g. determinism.threads=1 (comma-separated).",
+)
+@click.option("--rtol", default=1e-5, show_default=True, type=float)
+@click.option("--atol", default=1e-6, show_default=True, type=float)
+@click.option(
+    "--workdir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where to replay (default: a new temporary folder).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def verify_command(
+    metadata: Any,
+    run_id: str,
+    require: str,
+    until: str | None,
+    overrides: str,
+    rtol: float,
+    atol: float,
+    workdir: str | None,
+    as_json: bool,
+) -> None:
+    """Replay RUN_ID in isolation and grade it: bitwise, tolerance, metric or diverged."""
+    from kedro.framework.project import pipelines as registry
+
+    project = _project(metadata)
+    record = read_record(_runs_dir(project), run_id)
+    snapshot = _snapshot(project, run_id)
+    try:
+        current = _current_data(project, record.get("env"))
+    except Exception as error:  # the corpus itself refuses to load: modified or missing files
+        raise click.ClickException(
+            f"the data of run {run_id} cannot be read as recorded; not replayed:\n{error}"
+        ) from error
+    if snapshot and current is not None:
+        changes = check_data(snapshot, current)
+        if any(changes.values()):
+            lines = [
+                f"  {kind} ({len(items)}): {', '.join(items[:20])}"
+                for kind, items in changes.items()
+                if items
+            ]
+            raise click.ClickException(
+                f"the data differs from run {run_id}'s snapshot; not replayed:\n" + "\n".join(lines)
+            )
+    pipeline = registry[record["pipelines"][0]]
+    for name in record["pipelines"][1:]:
+        pipeline = pipeline + registry[name]
+    result = verify(
+        project,
+        run_id,
+        load_recorded=load_recorded,
+        node_order=[(n.name, list(n.inputs), list(n.outputs)) for n in pipeline.nodes],
+        metric_test=_metric_test,
+        explain=_explain,
+        until=until,
+        overrides=dict(_parse_override(item) for item in overrides.split(",") if item.strip()),
+        rtol=rtol,
+        atol=atol,
+        workdir=Path(workdir) if workdir else None,
+    )
+    if as_json:
+        click.echo(to_json(result))
+    else:
+        _print_verification(result)
+    if GRADES.index(result.overall) > GRADES.index(require):
+        raise SystemExit(1)
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, _, value = item.partition("=")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _print_verification(result: Verification) -> None:
+    click.echo(f"replayed run {result.run_id} as {result.replay_id} in {result.workdir}")
+    for d in result.datasets:
+        diff = "" if d.max_abs_diff in (None, 0.0) else f"  max |diff| {d.max_abs_diff:.3g}"
+        click.echo(f"  {d.grade:<10} {d.dataset:<20} ({d.node}){diff}")
+    if result.first_divergent_node:
+        click.echo(
+            f"first divergent node: {result.first_divergent_node} (its inputs matched, its outputs did not)"
+        )
+    for group, changes in result.explanation.items():
+        if group == "environment":
+            for part, items in changes.items():
+                _print_changes(f"explain/environment/{part}", items)
+        elif isinstance(changes, dict):
+            _print_changes(f"explain/{group}", changes)
+        else:
+            click.echo(f"[explain/{group}] {changes}")
+    if result.metric_test:
+        m = result.metric_test
+        click.echo(
+            f"test WER {m['wer_a']:.4f} -> {m['wer_b']:.4f} (delta {m['delta']:+.4f}, speaker-bootstrap "
+            f"{100 * m['level']:.0f}% CI [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}], {m['speakers']} speakers)"
+        )
+    click.echo(f"verdict: {result.overall}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -9,13 +10,44 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
-from speech_repro.repro.atomic import atomic_open
+from speech_repro.repro.atomic import atomic_open, atomic_path
 from speech_repro.repro.checkpoints import CheckpointStore
 from speech_repro.repro.shards import INDEX_FILE, ShardedTensors, write_shards
 from speech_repro.repro.state import load_state, save_state
 
 
-class SafetensorsDataset(AbstractVersionedDataset[Any, Any]):
+class VersionedFileDataset(AbstractVersionedDataset[Any, Any]):
+    """Shared plumbing of this module's file datasets: a path, optional versioning, metadata."""
+
+    def __init__(
+        self, *, filepath: str, version: Version | None = None, metadata: dict | None = None
+    ):
+        super().__init__(filepath=PurePosixPath(filepath), version=version)
+        self.metadata = metadata
+
+    @property
+    def load_path(self) -> Path:
+        return Path(self._get_load_path())
+
+    @property
+    def save_path(self) -> Path:
+        return Path(self._get_save_path())
+
+    def _complete(self, path: Path) -> bool:
+        """Whether ``path`` holds a completely written artifact."""
+        return path.exists()
+
+    def _exists(self) -> bool:
+        try:
+            return self._complete(self.load_path)
+        except DatasetError:  # no version yet
+            return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+class SafetensorsDataset(VersionedFileDataset):
     """Nested state (dicts/lists of tensors and scalars) in one safetensors file, optionally versioned.
 
     Example::
@@ -26,33 +58,14 @@ class SafetensorsDataset(AbstractVersionedDataset[Any, Any]):
           versioned: true
     """
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        metadata: dict[str, Any] | None = None,
-    ):
-        super().__init__(filepath=PurePosixPath(filepath), version=version)
-        self.metadata = metadata
-
     def load(self) -> Any:
-        return load_state(Path(self._get_load_path()))
+        return load_state(self.load_path)
 
     def save(self, data: Any) -> None:
-        save_state(Path(self._get_save_path()), data)
-
-    def _exists(self) -> bool:
-        try:
-            return Path(self._get_load_path()).exists()
-        except DatasetError:
-            return False
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+        save_state(self.save_path, data)
 
 
-class CheckpointStoreDataset(AbstractVersionedDataset[Any, CheckpointStore]):
+class CheckpointStoreDataset(VersionedFileDataset):
     """Hands a node the :class:`CheckpointStore` of the current run (the run's save version).
 
     Training writes checkpoints *during* the node, so the store is an input: loading it returns a
@@ -69,9 +82,8 @@ class CheckpointStoreDataset(AbstractVersionedDataset[Any, CheckpointStore]):
         version: Version | None = None,
         metadata: dict | None = None,
     ):
-        super().__init__(filepath=PurePosixPath(filepath), version=version)
+        super().__init__(filepath=filepath, version=version, metadata=metadata)
         self.keep = keep
-        self.metadata = metadata
 
     def load(self) -> CheckpointStore:
         if self._version is None:
@@ -88,39 +100,24 @@ class CheckpointStoreDataset(AbstractVersionedDataset[Any, CheckpointStore]):
         raise DatasetError("checkpoints are written through the store that load() returns")
 
     def _exists(self) -> bool:
-        return True
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+        return True  # the run creates its own store
 
 
-class ShardedTensorsDataset(AbstractVersionedDataset[Iterable[dict], ShardedTensors]):
+class ShardedTensorsDataset(VersionedFileDataset):
     """A directory of tensor shards (see :mod:`speech_repro.repro.shards`), optionally versioned.
 
     ``save`` accepts any iterable of ``{item id: tensor}`` shards, including a generator, and
     writes each shard as it is produced; ``load`` returns a lazy :class:`ShardedTensors` reader.
     """
 
-    def __init__(
-        self, *, filepath: str, version: Version | None = None, metadata: dict | None = None
-    ):
-        super().__init__(filepath=PurePosixPath(filepath), version=version)
-        self.metadata = metadata
-
     def load(self) -> ShardedTensors:
-        return ShardedTensors(Path(self._get_load_path()))
+        return ShardedTensors(self.load_path)
 
     def save(self, data: Iterable[dict]) -> None:
-        write_shards(Path(self._get_save_path()), data)
+        write_shards(self.save_path, data)
 
-    def _exists(self) -> bool:
-        try:
-            return (Path(self._get_load_path()) / INDEX_FILE).exists()
-        except DatasetError:
-            return False
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+    def _complete(self, path: Path) -> bool:
+        return (path / INDEX_FILE).exists()  # the index is written last
 
 
 class LockedTableError(DatasetError):
@@ -195,3 +192,56 @@ class LockedTableDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._path), "key": self._key, "relock": self._relock}
+
+
+class TableDataset(VersionedFileDataset):
+    """A pandas table as CSV or Parquet, optionally versioned, written atomically.
+
+    Kedro's own file datasets write in place, so a run killed mid-write could leave a truncated
+    file that a later load accepts; this one writes a temporary file, fsyncs it and renames it.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        file_format: str = "csv",
+        load_args: dict | None = None,
+        save_args: dict | None = None,
+        version: Version | None = None,
+        metadata: dict | None = None,
+    ):
+        if file_format not in {"csv", "parquet"}:
+            raise ValueError(f"file_format must be csv or parquet, not {file_format!r}")
+        super().__init__(filepath=filepath, version=version, metadata=metadata)
+        self._format = file_format
+        self._load_args = load_args or {}
+        self._save_args = {"index": False, **(save_args or {})}
+
+    def load(self) -> pd.DataFrame:
+        read = pd.read_csv if self._format == "csv" else pd.read_parquet
+        return read(self.load_path, **self._load_args)
+
+    def save(self, data: pd.DataFrame) -> None:
+        with atomic_path(self.save_path) as tmp:
+            write = data.to_csv if self._format == "csv" else data.to_parquet
+            write(tmp, **self._save_args)
+
+    def preview(self, nrows: int = 5) -> dict:
+        """The first rows, for kedro-viz."""
+        return self.load().head(nrows).to_dict(orient="split")
+
+
+class JSONDataset(VersionedFileDataset):
+    """A JSON document, optionally versioned, written atomically (see :class:`TableDataset`)."""
+
+    def load(self) -> Any:
+        return json.loads(self.load_path.read_text())
+
+    def save(self, data: Any) -> None:
+        with atomic_open(self.save_path) as handle:
+            json.dump(data, handle, indent=2)
+
+    def preview(self) -> Any:
+        """The document, for kedro-viz."""
+        return self.load()

@@ -173,7 +173,7 @@ class RunRecordHook:
             return
         self.record["inputs"][dataset_name] = {
             "version": _resolved_load_version(self._catalog, dataset_name),
-            "digest": content_digest(data),
+            "digest": content_digest(data, self._project),
         }
 
     @hook_impl
@@ -190,7 +190,7 @@ class RunRecordHook:
         self.record["ledger"][dataset_name] = {
             "node": node.name,
             "version": version,
-            "digest": content_digest(data),
+            "digest": content_digest(data, self._project),
         }
         if dataset_name == self.metrics_dataset:
             self.record["metrics"] = data
