@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from speech_repro.repro.hashing import tensors_digest  # noqa: E402
+from speech_repro.repro.record import list_records  # noqa: E402
+from speech_repro.repro.session import RUNS_DIR  # noqa: E402
 from speech_repro.repro.state import load_state  # noqa: E402
 
 
@@ -39,22 +40,6 @@ def kedro_run(project: Path) -> tuple[float, str]:
     return time.perf_counter() - start, result.stdout + result.stderr
 
 
-def node_seconds(log: str) -> dict[str, float]:
-    """Seconds between a node's 'Running node' and 'Completed node' log lines (1 s resolution)."""
-    stamps: dict[str, list[float]] = {}
-    current = None
-    for line in log.splitlines():
-        if m := re.match(r"\[(\d\d/\d\d/\d\d \d\d:\d\d:\d\d)\]", line):
-            current = time.mktime(time.strptime(m.group(1), "%m/%d/%y %H:%M:%S"))
-        if current is None:
-            continue
-        if m := re.search(r"Running node: (\w+)", line):
-            stamps[m.group(1)] = [current]
-        elif (m := re.search(r"Completed node: (\w+)", line)) and m.group(1) in stamps:
-            stamps[m.group(1)].append(current)
-    return {name: t[1] - t[0] for name, t in stamps.items() if len(t) == 2}
-
-
 def latest(project: Path, dataset: str, run_id: str) -> Path:
     return project / dataset / run_id / Path(dataset).name
 
@@ -65,8 +50,15 @@ def main() -> None:
         subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
         runs = []
         for label in ("cold (corpus synthesized)", "warm (corpus reused)"):
-            seconds, log = kedro_run(project)
-            runs.append({"label": label, "seconds": seconds, "nodes": node_seconds(log)})
+            seconds, _ = kedro_run(project)
+            record = list_records(project / RUNS_DIR)[-1]
+            runs.append(
+                {
+                    "label": label,
+                    "seconds": seconds,
+                    "nodes": {n: v["seconds"] for n, v in record["nodes"].items()},
+                }
+            )
         run_ids = sorted(p.name for p in (project / "data/06_models/model.safetensors").iterdir())
         models = [
             load_state(latest(project, "data/06_models/model.safetensors", r)) for r in run_ids
@@ -96,12 +88,12 @@ def main() -> None:
     for run in runs:
         n = run["nodes"]
         lines.append(
-            f"| {run['label']} | {run['seconds']:.1f} | {n.get('plan_corpus', 0):.0f} | {n.get('compute_features', 0):.0f} | "
-            f"{n.get('train_model', 0):.0f} | {n.get('transcribe', 0) + n.get('score', 0):.0f} |"
+            f"| {run['label']} | {run['seconds']:.1f} | {n.get('plan_corpus', 0):.1f} | {n.get('compute_features', 0):.1f} | "
+            f"{n.get('train_model', 0):.1f} | {n.get('transcribe', 0) + n.get('score', 0):.1f} |"
         )
     lines += [
         "",
-        f"Model: {parameters:,} parameters. Node times come from Kedro's log (1 s resolution); wall time includes interpreter start and imports.",
+        f"Model: {parameters:,} parameters. Node times come from the run records; wall time includes interpreter start and imports.",
         "",
         "| split | utterances | words | WER | CER | MER | WIL |",
         "|---|---|---|---|---|---|---|",

@@ -26,14 +26,12 @@ ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
 
 
 def kedro(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", *args],
-        cwd=project,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=check,
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", *args], cwd=project, env=ENV, capture_output=True, text=True
     )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kedro {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+    return result
 
 
 def latest_run(project: Path) -> str:

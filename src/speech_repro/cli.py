@@ -278,9 +278,13 @@ def load_versions_of(record: dict, datasets: set[str]) -> dict[str, str]:
     return {n: v for n, v in versions.items() if n in datasets}
 
 
-def _run_session(project: Path, env: str | None, **run_kwargs: Any) -> None:
+def _run_session(project: Path, record: dict, env: str | None = None, **run_kwargs: Any) -> None:
+    """Run in ``record``'s configuration environment with exactly ``record``'s parameters."""
+    recorded = {**record["parameters"]["design"], **record["parameters"]["tunable"]}
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
+    with KedroSession.create(
+        project_path=project, env=env or record.get("env"), runtime_params=recorded
+    ) as session:
         session.run(**run_kwargs)
 
 
@@ -294,7 +298,7 @@ def _run_session(project: Path, env: str | None, **run_kwargs: Any) -> None:
 @click.option("--env", default=None, help="Configuration environment (default: the run's).")
 @click.pass_obj
 def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> None:
-    """Run PIPELINES on the data and models of a past run (e.g. re-evaluate its model)."""
+    """Run PIPELINES on the data, models and parameters of a past run (e.g. re-evaluate its model)."""
     from kedro.framework.project import pipelines as registry
 
     project = _project(metadata)
@@ -303,14 +307,17 @@ def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> N
     inputs = set().union(*(registry[name].inputs() for name in names))
     versions = load_versions_of(record, inputs)
     click.echo(f"Loading from run {from_run}: {versions}")
-    _run_session(project, env or record.get("env"), pipeline_names=names, load_versions=versions)
+    _run_session(project, record, env, pipeline_names=names, load_versions=versions)
 
 
 @repro.command("resume")
 @click.argument("run_id")
 @click.pass_obj
 def resume(metadata: Any, run_id: str) -> None:
-    """Continue a crashed or killed run from its last completed node and last checkpoint."""
+    """Continue a crashed or killed run from its last completed node and last checkpoint.
+
+    The run continues with exactly the parameters it was started with, whatever conf/ says now.
+    """
     from kedro.framework.project import pipelines as registry
 
     project = _project(metadata)
@@ -326,9 +333,9 @@ def resume(metadata: Any, run_id: str) -> None:
     click.echo(f"Resuming run {run_id} from node {pending[0]}")
     _run_session(
         project,
-        record.get("env"),
+        record,
         pipeline_names=record["pipelines"],
-        from_nodes=[pending[0]],
+        from_nodes=pending,
         load_versions=versions,
     )
 
