@@ -48,6 +48,8 @@ def verify(project: Path, run_id: str, *args: str) -> dict:
 
 
 def kill_mid_training(project: Path) -> str:
+    """Start a default run and SIGKILL it once it has checkpointed step 250; returns its id."""
+    before = {p.name for p in (project / "data/09_runs").iterdir()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kedro", "run"],
         cwd=project,
@@ -56,15 +58,21 @@ def kill_mid_training(project: Path) -> str:
         stderr=subprocess.DEVNULL,
     )
     while proc.poll() is None:
-        steps = list(
-            (project / "data/06_models/checkpoints").glob("*/checkpoints/step-*.safetensors")
-        )
-        if any(int(p.name[5:14]) >= 250 for p in steps):
+        runs = {p.name for p in (project / "data/09_runs").iterdir()} - before
+        steps = [
+            int(p.name[5:14])
+            for r in runs
+            for p in (project / "data/06_models/checkpoints" / r / "checkpoints").glob(
+                "step-*.safetensors"
+            )
+        ]
+        if steps and max(steps) >= 250:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     proc.wait()
-    return latest_run(project)
+    (run_id,) = {p.name for p in (project / "data/09_runs").iterdir()} - before
+    return run_id
 
 
 def row(label: str, result: dict) -> str:
