@@ -39,7 +39,8 @@ split:
 def project(tmp_path_factory, corpus_dir) -> Path:
     """A project copy reading a JSONL corpus, after one successful run of the experiment."""
     project = copy_project(tmp_path_factory.mktemp("bad-input") / "speech-repro")
-    (project / "conf/test/catalog_corpus.yml").write_text(CATALOG)
+    catalog = project / "conf/test/catalog.yml"  # swap the test env's corpus for the JSONL one
+    catalog.write_text(CATALOG + catalog.read_text()[catalog.read_text().index("split_lock:") :])
     (project / "conf/test/parameters_corpus.yml").write_text(PARAMETERS)
     plan = pd.read_csv(corpus_dir / "plan.csv", keep_default_na=False)
     speakers = sorted(plan["speaker"].unique())

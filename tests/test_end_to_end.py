@@ -67,7 +67,7 @@ def test_metrics_cover_every_split_and_speaker(project, two_runs):
             rates["reference_words"] == rates["hits"] + rates["substitutions"] + rates["deletions"]
         )
     per_speaker = pd.read_csv(_versions(project, "data/08_reporting/wer_per_speaker.csv")[-1])
-    lock = pd.read_csv(project / "data/03_primary/split_lock.csv")
+    lock = pd.read_csv(project / "data/03_primary/test/split_lock.csv")
     assert set(per_speaker["speaker"]) == set(lock["speaker"])
     hypotheses = pd.read_csv(_versions(project, "data/07_model_output/hypotheses.csv")[-1])
     assert set(hypotheses["utt_id"]) == set(lock["utt_id"])

@@ -92,7 +92,7 @@ def test_until_replays_data_preparation_only(project, run_id, tmp_path):
 
 
 def test_a_modified_corpus_file_is_refused_before_any_replay(project, run_id, tmp_path):
-    victim = sorted((project / "data/01_raw/digits/wav").glob("*/*.wav"))[3]
+    victim = sorted((project / "data/01_raw/digits-test/wav").glob("*/*.wav"))[3]
     original = victim.read_bytes()
     try:
         data = bytearray(original)
