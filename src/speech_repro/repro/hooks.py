@@ -283,10 +283,8 @@ def _dataset(catalog: Any, name: str) -> Any:
 
 
 def _is_versioned(catalog: Any, name: str) -> bool:
-    return (
-        isinstance(_dataset(catalog, name), AbstractVersionedDataset)
-        and _dataset(catalog, name)._version is not None
-    )
+    dataset = _dataset(catalog, name)
+    return isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None
 
 
 def _resolved_load_version(catalog: Any, name: str) -> str | None:
