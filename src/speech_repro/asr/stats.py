@@ -6,9 +6,13 @@ utterances (a block bootstrap).
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 import jiwer
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 
 def word_errors(hypotheses: pd.DataFrame) -> pd.DataFrame:
@@ -27,21 +31,91 @@ def word_errors(hypotheses: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pooled_word_errors(runs: pd.DataFrame | Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per-utterance word errors of one system; several runs of it (seeds) are averaged.
+
+    Averaging the errors of the seeds utterance by utterance keeps the pairing with another
+    system intact, so a comparison of two configurations uses every seed of each.
+    """
+    frames = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
+    if not frames:
+        raise ValueError("no hypotheses")
+    errors = [word_errors(frame).set_index("utt_id").sort_index() for frame in frames]
+    for other in errors[1:]:
+        if not other.index.equals(errors[0].index):
+            raise ValueError("the runs of one system were scored on different utterances")
+    pooled = errors[0].copy()
+    pooled["errors"] = np.mean([e["errors"].to_numpy(dtype=float) for e in errors], axis=0)
+    return pooled.reset_index()
+
+
+def speaker_wer_interval(
+    hypotheses: pd.DataFrame, replicates: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, float | int | str]:
+    """WER with a bootstrap confidence interval that resamples speakers, not utterances.
+
+    ``scipy.stats.bootstrap`` with the BCa method over per-speaker (errors, words) pairs; when
+    BCa is undefined (e.g. every speaker has zero errors, or a single speaker) the percentile
+    interval is reported instead, and ``method`` says which one was used.
+    """
+    per_speaker = word_errors(hypotheses).groupby("speaker", sort=True)[["errors", "words"]].sum()
+    errors = per_speaker["errors"].to_numpy(dtype=float)
+    words = per_speaker["words"].to_numpy(dtype=float)
+    wer = float(errors.sum() / max(words.sum(), 1))
+
+    def ratio(e: np.ndarray, w: np.ndarray, axis: int = -1) -> np.ndarray:
+        return e.sum(axis=axis) / np.maximum(w.sum(axis=axis), 1)
+
+    low = high = wer
+    method = "percentile"
+    if len(per_speaker) > 1:
+        for method in ("BCa", "percentile"):
+            with warnings.catch_warnings():  # a degenerate BCa warns and returns NaN
+                warnings.simplefilter("ignore")
+                result = scipy.stats.bootstrap(
+                    (errors, words),
+                    ratio,
+                    paired=True,
+                    vectorized=True,
+                    n_resamples=replicates,
+                    confidence_level=level,
+                    method=method,
+                    rng=np.random.default_rng(seed),
+                )
+            low, high = result.confidence_interval
+            if np.isfinite(low) and np.isfinite(high):
+                break
+    return {
+        "wer": wer,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "level": level,
+        "speakers": len(per_speaker),
+        "utterances": len(hypotheses),
+        "words": int(words.sum()),
+        "method": f"{method} bootstrap over speakers ({replicates} resamples, scipy.stats.bootstrap)",
+    }
+
+
 def paired_speaker_bootstrap(
-    hypotheses_a: pd.DataFrame,
-    hypotheses_b: pd.DataFrame,
+    hypotheses_a: pd.DataFrame | Sequence[pd.DataFrame],
+    hypotheses_b: pd.DataFrame | Sequence[pd.DataFrame],
     replicates: int = 2000,
     seed: int = 0,
     level: float = 0.95,
-) -> dict[str, float | bool | int]:
+) -> dict[str, float | bool | int | str]:
     """WER(b) - WER(a) on the same utterances, with a bootstrap CI over speakers.
 
-    ``equivalent`` is true when the interval contains 0: the two systems' difference is within
-    what resampling the speakers alone produces. ``p_improvement`` is the share of replicates in
-    which b has the lower WER.
+    Each side is one run's hypotheses, or several runs of one configuration (seeds), whose
+    errors are averaged per utterance. ``equivalent`` is true when the interval contains 0: the
+    two systems' difference is within what resampling the speakers alone produces.
+    ``p_improvement`` is the share of replicates in which b has the lower WER.
     """
-    a = word_errors(hypotheses_a).set_index("utt_id")
-    b = word_errors(hypotheses_b).set_index("utt_id").loc[a.index]
+    a = pooled_word_errors(hypotheses_a).set_index("utt_id")
+    b = pooled_word_errors(hypotheses_b).set_index("utt_id")
+    if set(a.index) != set(b.index):
+        raise ValueError("the two systems were scored on different utterances")
+    b = b.loc[a.index]
     per_speaker = (
         pd.DataFrame(
             {
@@ -72,4 +146,5 @@ def paired_speaker_bootstrap(
         "replicates": replicates,
         "p_improvement": float((deltas < 0).mean()),
         "equivalent": bool(low <= 0 <= high),
+        "method": f"paired percentile bootstrap over speakers ({replicates} resamples)",
     }
