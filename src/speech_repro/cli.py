@@ -16,6 +16,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from speech_repro.asr.stats import paired_speaker_bootstrap
+from speech_repro.repro.atomic import atomic_write_bytes
+from speech_repro.repro.provenance import NodeIO, dumps, to_prov_json
 from speech_repro.repro.record import SNAPSHOT_FILE, list_records, read_record, status
 from speech_repro.repro.session import RUNS_DIR
 from speech_repro.repro.verify import GRADES, Verification, check_data, to_json, verify
@@ -489,3 +491,66 @@ def _print_verification(result: Verification) -> None:
             f"{100 * m['level']:.0f}% CI [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}], {m['speakers']} speakers)"
         )
     click.echo(f"verdict: {result.overall}")
+
+
+def _export_structure(project: Path, record: dict) -> tuple[NodeIO | None, dict[str, str]]:
+    """The recorded pipelines' nodes (name, inputs, outputs) and each catalog entry's path.
+
+    The record holds digests and versions but not which node read what, nor where a dataset is
+    stored: both come from the project as it is now (the export checks nodes against the record).
+    """
+    from kedro.framework.project import pipelines as registry
+
+    try:
+        pipeline = registry[record["pipelines"][0]]
+        for name in record["pipelines"][1:]:
+            pipeline = pipeline + registry[name]
+        node_io: NodeIO | None = [(n.name, n.inputs, n.outputs) for n in pipeline.nodes]
+    except KeyError:  # a pipeline renamed or removed since the run: export without node inputs
+        node_io = None
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=record.get("env")) as session:
+        catalog = session.load_context().config_loader["catalog"]
+    locations = {}
+    for name, entry in catalog.items():
+        path = (entry.get("filepath") or entry.get("path")) if isinstance(entry, dict) else None
+        if isinstance(path, str) and "{" not in name:  # dataset factories have no single path
+            location = Path(path)
+            if location.is_absolute() and location.is_relative_to(project.resolve()):
+                location = location.relative_to(project.resolve())
+            locations[name] = location.as_posix()
+    return node_io, locations
+
+
+@repro.command("export")
+@click.argument("run_id")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["prov-json"]),
+    default="prov-json",
+    show_default=True,
+    help="W3C PROV-JSON (docs/reproducing.md says why this format).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write to this file, atomically (default: standard output).",
+)
+@click.pass_obj
+def export(metadata: Any, run_id: str, export_format: str, output: str | None) -> None:
+    """The provenance of RUN_ID in a standard format, readable without this project."""
+    project = _project(metadata)
+    runs_dir = _runs_dir(project)
+    record = read_record(runs_dir, run_id)
+    if output and Path(output).resolve().is_relative_to(runs_dir.resolve()):
+        # A bundle is never modified once written; its digests would no longer describe it.
+        raise click.ClickException(f"not writing into {runs_dir}: run bundles are read-only")
+    node_io, locations = _export_structure(project, record)
+    text = dumps(to_prov_json(record, runs_dir / run_id, node_io=node_io, locations=locations))
+    if output:
+        atomic_write_bytes(output, text.encode())
+        click.echo(f"wrote {export_format} provenance of run {run_id} to {output}", err=True)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,449 @@
+"""A run record as a W3C PROV-JSON document, so a run's provenance outlives this tool.
+
+PROV-JSON (https://www.w3.org/submissions/prov-json/) serialises the W3C PROV data model; any
+PROV tool (e.g. the ``prov`` Python package: PROV-N, PROV-O/RDF, graphs) can read it without
+this project. It was chosen over an RO-Crate *Process/Workflow Run Crate* because a Kedro run is
+a DAG of node executions, each reading and writing datasets, and PROV models exactly that (one
+activity per node, ``used`` / ``wasGeneratedBy`` / ``wasDerivedFrom`` per dataset), whereas a Run
+Crate centres on one action over files packaged *in* the crate; our datasets live outside the run
+bundle, which holds only the record.
+
+Mapping (identifiers in the ``srepro:`` namespace, :data:`PROJECT_NAMESPACE`):
+
+- the run: activity ``run/<run id>`` with ``prov:startTime``/``prov:endTime``, status, command,
+  pipelines, Kedro environment and the digest of the whole recorded environment;
+- each node: activity ``run/<run id>/node/<node>`` started by the run (``wasStartedBy`` with the
+  run as starter, and ``dcterms:isPartOf``), with its execution index and duration;
+- each dataset version: entity ``dataset/<name>/<version>`` (versioned datasets: the version is
+  the run id that saved it, so a later run that loads it names the same entity) or
+  ``dataset/<name>/<digest hex>`` (unversioned), with its BLAKE3 content digest and location;
+  ``wasGeneratedBy`` the node that saved it, ``used`` by the nodes that read it, and
+  ``wasDerivedFrom`` every input of the node that produced it;
+- node-to-node ``wasInformedBy`` where one node used what another generated (data flow, which is
+  what ``wasInformedBy`` means in PROV, rather than mere succession in time);
+- the parameters: entity ``parameters/<digest hex>`` whose ``prov:value`` is their canonical JSON,
+  used by the run and by every node that reads ``params:``;
+- the code (git commit, dirty flag, diff digest), the runtime (Python, torch, every package) and
+  the host (OS, CPU, GPUs, driver): agents the run ``wasAssociatedWith``;
+- lock files (``uv.lock``, ``flake.lock``): content-addressed entities the run used;
+- the bundle's ``record.json`` and data snapshot: entities the run generated.
+
+The record does not list each node's inputs; callers pass the pipeline's structure as
+``node_io`` (a record that does list ``inputs`` per node takes precedence). Without it, only the
+run's inputs and each node's outputs are known, and no derivations are stated.
+
+Nothing here knows about audio; the document is deterministic (sorted keys, relation ids numbered
+in sorted order), so it can itself be digested.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from speech_repro.repro.hashing import file_digest
+from speech_repro.repro.record import RECORD_FILE
+from speech_repro.repro.session import RUNS_DIR
+
+PROJECT_PREFIX = "srepro"
+PROJECT_NAMESPACE = "urn:speech-repro:"
+"""URI of the ``srepro:`` prefix: a URN, because the project has no web address to mint terms under."""
+
+PREFIXES = {
+    PROJECT_PREFIX: PROJECT_NAMESPACE,
+    "prov": "http://www.w3.org/ns/prov#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "dcterms": "http://purl.org/dc/terms/",
+}
+
+NodeIO = Sequence[tuple[str, Sequence[str], Sequence[str]]]
+"""``(node, inputs, outputs)`` per node, as a Kedro pipeline lists them."""
+
+# Short, stable prefixes for the blank-node ids of relations, e.g. "_:used3".
+_RELATIONS = (
+    "used",
+    "wasGeneratedBy",
+    "wasDerivedFrom",
+    "wasInformedBy",
+    "wasStartedBy",
+    "wasAssociatedWith",
+)
+
+
+def _qname(name: str) -> dict[str, str]:
+    """A PROV-JSON qualified-name literal (``prov:type`` and ``prov:role`` values are names)."""
+    return {"$": name, "type": "prov:QUALIFIED_NAME"}
+
+
+def _local(kind: str, *parts: str) -> str:
+    return f"{PROJECT_PREFIX}:{kind}/" + "/".join(parts)
+
+
+def _hex(digest: str) -> str:
+    return digest.split(":", 1)[-1]
+
+
+def _canonical(value: Any) -> str:
+    """Canonical JSON, the same form :func:`speech_repro.repro.hashing.json_digest` hashes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
+    """PROV-JSON attributes: ``None`` dropped (PROV has no null), mappings as canonical JSON.
+
+    Lists become multi-valued attributes, which PROV treats as sets, so they are sorted.
+    """
+    attributes: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None or value == []:
+            continue
+        if isinstance(value, Mapping) and set(value) != {"$", "type"}:
+            value = _canonical(value)
+        elif isinstance(value, list | tuple):
+            value = sorted(str(v) for v in value)
+        attributes[key] = value
+    return attributes
+
+
+class _Document:
+    """Collects PROV records, then lays them out as one deterministic PROV-JSON document."""
+
+    def __init__(self) -> None:
+        self.elements: dict[str, dict[str, dict[str, Any]]] = {
+            "entity": {},
+            "activity": {},
+            "agent": {},
+        }
+        self.relations: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _RELATIONS}
+
+    def add(self, kind: str, identifier: str, values: Mapping[str, Any]) -> str:
+        self.elements[kind].setdefault(identifier, {}).update(_attributes(values))
+        return identifier
+
+    def relate(self, kind: str, **fields: Any) -> None:
+        self.relations[kind].append({f"prov:{k}": v for k, v in fields.items() if v is not None})
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"prefix": dict(PREFIXES)}
+        for kind, elements in self.elements.items():
+            if elements:
+                document[kind] = elements
+        for kind, relations in self.relations.items():
+            # Identical relations stated twice are one; numbering follows the sorted content,
+            # so the same record always yields the same ids.
+            unique = sorted({_canonical(r): r for r in relations}.items())
+            if unique:
+                document[kind] = {f"_:{kind}{i}": r for i, (_, r) in enumerate(unique, 1)}
+        return document
+
+
+def to_prov_json(
+    record: Mapping[str, Any],
+    run_dir: str | Path | None = None,
+    *,
+    node_io: NodeIO | None = None,
+    locations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The PROV-JSON document of a run ``record`` (the dict of its ``record.json``).
+
+    ``run_dir`` is the run's bundle; when given, the digest of its ``record.json`` is included.
+    ``node_io`` lists each node's inputs and outputs (see :data:`NodeIO`); ``locations`` maps a
+    dataset name to its path relative to the project (versioned datasets then live at
+    ``<path>/<version>/<file name>``, Kedro's layout).
+    """
+    doc = _Document()
+    run_id = record["run_id"]
+    run = _local("run", run_id)
+    environment = record.get("environment") or {}
+    doc.add(
+        "activity",
+        run,
+        {
+            "prov:type": _qname(f"{PROJECT_PREFIX}:Run"),
+            "prov:label": f"run {run_id}",
+            # Record times are UTC ISO 8601 with an offset, which is xsd:dateTime as written.
+            "prov:startTime": record.get("started_at"),
+            "prov:endTime": record.get("finished_at"),
+            "srepro:runId": run_id,
+            "srepro:status": record.get("status"),
+            "srepro:error": record.get("error"),
+            "srepro:command": " ".join(record.get("command") or []) or None,
+            "srepro:pipeline": list(record.get("pipelines") or []),
+            "srepro:kedroEnvironment": record.get("env"),
+            "srepro:runOptions": record.get("run_options"),
+            "srepro:loadVersions": record.get("load_versions") or None,
+            "srepro:durationSeconds": record.get("duration_seconds"),
+            "srepro:recordSchemaVersion": record.get("schema_version"),
+            "srepro:nondeterministicOperation": list(
+                record.get("nondeterministic_operations") or []
+            ),
+        },
+    )
+    if record.get("resumed_from"):
+        previous = doc.add(
+            "activity",
+            _local("run", record["resumed_from"]),
+            {
+                "prov:type": _qname(f"{PROJECT_PREFIX}:Run"),
+                "srepro:runId": record["resumed_from"],
+            },
+        )
+        # The resumed run continues from what the earlier one saved (checkpoints, outputs).
+        doc.relate("wasInformedBy", informed=run, informant=previous)
+
+    _agents(doc, run, run_id, record, environment)
+    parameters = _parameters(doc, run, record)
+    _bundle_files(doc, run, run_id, record, run_dir)
+    _datasets(doc, run, run_id, record, parameters, node_io, locations or {})
+    return doc.to_json()
+
+
+def _agents(
+    doc: _Document,
+    run: str,
+    run_id: str,
+    record: Mapping[str, Any],
+    environment: Mapping[str, Any],
+) -> None:
+    """The code, runtime and host the run was associated with, and the lock files it used."""
+    git = environment.get("git") or {}
+    python = environment.get("python") or {}
+    torch = environment.get("torch") or {}
+    hardware = environment.get("hardware") or {}
+    packages = environment.get("packages") or {}
+    # Agents are scoped to the run: the same commit may be dirty in one run and clean in another,
+    # and the same host name may carry other hardware; the commit and host name stay queryable.
+    agents = {
+        "code": {
+            "prov:type": _qname("prov:SoftwareAgent"),
+            "prov:label": "project code",
+            "srepro:gitCommit": git.get("commit"),
+            "srepro:gitBranch": git.get("branch"),
+            "srepro:gitDirty": git.get("dirty"),
+            "srepro:gitDiffDigest": git.get("diff_digest"),
+            "srepro:gitUntrackedCount": git.get("untracked_count"),
+        },
+        "runtime": {
+            "prov:type": _qname("prov:SoftwareAgent"),
+            "prov:label": f"{python.get('implementation', 'Python')} {python.get('version', '')}".strip(),
+            "srepro:pythonVersion": python.get("version"),
+            "srepro:pythonImplementation": python.get("implementation"),
+            "srepro:pythonExecutable": python.get("executable"),
+            "srepro:package": [f"{name}=={version}" for name, version in packages.items()],
+            **{
+                f"srepro:torch.{key}": value
+                for key, value in torch.items()
+                if isinstance(value, str | int | float | bool)
+            },
+            "srepro:determinismEnvironment": environment.get("determinism_env"),
+            "srepro:environmentVariables": environment.get("environment_variables"),
+        },
+        "host": {
+            "prov:type": _qname(f"{PROJECT_PREFIX}:Machine"),
+            "prov:label": record.get("hostname") or environment.get("hostname"),
+            "srepro:hostname": record.get("hostname") or environment.get("hostname"),
+            "srepro:os": hardware.get("os"),
+            "srepro:kernel": hardware.get("kernel"),
+            "srepro:machine": hardware.get("machine"),
+            "srepro:cpuModel": hardware.get("cpu_model"),
+            "srepro:cpuFlag": list(hardware.get("cpu_flags") or []),
+            "srepro:logicalCpus": hardware.get("logical_cpus"),
+            "srepro:affinityCpus": hardware.get("affinity_cpus"),
+            "srepro:totalMemoryBytes": hardware.get("total_memory_bytes"),
+            "srepro:gpus": {"gpus": hardware["gpus"]} if hardware.get("gpus") else None,
+            "srepro:driverVersion": hardware.get("driver_version"),
+        },
+    }
+    for role, values in agents.items():
+        agent = doc.add("agent", _local("run", run_id, role), values)
+        doc.relate(
+            "wasAssociatedWith",
+            activity=run,
+            agent=agent,
+            role=_qname(f"{PROJECT_PREFIX}:{role}"),
+        )
+    for name, digest in sorted((environment.get("lock_files") or {}).items()):
+        if not digest:
+            continue
+        # Content-addressed: runs with the same lock file name the same entity.
+        lock = doc.add(
+            "entity",
+            _local("file", name, _hex(digest)),
+            {
+                "prov:type": _qname(f"{PROJECT_PREFIX}:LockFile"),
+                "prov:label": name,
+                "prov:atLocation": name,
+                "srepro:contentDigest": digest,
+            },
+        )
+        doc.relate("used", activity=run, entity=lock)
+
+
+def _parameters(doc: _Document, run: str, record: Mapping[str, Any]) -> str:
+    """The parameters entity (content-addressed), used by the run; returns its id."""
+    recorded = record["parameters"]
+    values = {**recorded.get("design", {}), **recorded.get("tunable", {})}
+    parameters = doc.add(
+        "entity",
+        _local("parameters", _hex(recorded["digest"])),
+        {
+            "prov:type": _qname(f"{PROJECT_PREFIX}:Parameters"),
+            "prov:label": "parameters",
+            # The canonical JSON hashes to srepro:contentDigest, so a reader can check it.
+            "prov:value": _canonical(values),
+            "srepro:contentDigest": recorded["digest"],
+            "srepro:designDigest": recorded.get("design_digest"),
+            "srepro:tunableDigest": recorded.get("tunable_digest"),
+            "srepro:designSection": sorted(recorded.get("design", {})),
+            "srepro:seed": [f"{k}={v}" for k, v in (record.get("seeds") or {}).items()],
+        },
+    )
+    doc.relate("used", activity=run, entity=parameters)
+    return parameters
+
+
+def _bundle_files(
+    doc: _Document,
+    run: str,
+    run_id: str,
+    record: Mapping[str, Any],
+    run_dir: str | Path | None,
+) -> None:
+    """The data snapshot and the record: files of the run's bundle, generated by the run."""
+    snapshot = record.get("data_snapshot")
+    if snapshot:
+        entity = doc.add(
+            "entity",
+            _local("run", run_id, "data_snapshot"),
+            {
+                "prov:type": _qname(f"{PROJECT_PREFIX}:DataSnapshot"),
+                "prov:label": "data snapshot",
+                "prov:atLocation": f"{RUNS_DIR}/{run_id}/{snapshot.get('file')}",
+                "srepro:contentDigest": snapshot.get("digest"),
+                "srepro:items": snapshot.get("items"),
+            },
+        )
+        doc.relate("wasGeneratedBy", entity=entity, activity=run)
+    record_path = Path(run_dir) / RECORD_FILE if run_dir is not None else None
+    if record_path is not None and record_path.is_file():
+        entity = doc.add(
+            "entity",
+            _local("run", run_id, "record"),
+            {
+                "prov:type": _qname(f"{PROJECT_PREFIX}:RunRecord"),
+                "prov:label": "run record",
+                "prov:atLocation": f"{RUNS_DIR}/{run_id}/{RECORD_FILE}",
+                "srepro:fileDigest": file_digest(record_path),
+            },
+        )
+        doc.relate("wasGeneratedBy", entity=entity, activity=run)
+
+
+def _dataset_entity(
+    doc: _Document, name: str, entry: Mapping[str, Any], locations: Mapping[str, str]
+) -> str:
+    version, digest = entry.get("version"), entry["digest"]
+    location = locations.get(name)
+    if location and version:
+        location = f"{location}/{version}/{Path(location).name}"
+    return doc.add(
+        "entity",
+        _local("dataset", name, version or _hex(digest)),
+        {
+            "prov:type": _qname(f"{PROJECT_PREFIX}:Dataset"),
+            "prov:label": name,
+            "prov:atLocation": location,
+            "srepro:dataset": name,
+            "srepro:version": version,
+            "srepro:contentDigest": digest,
+        },
+    )
+
+
+def _datasets(
+    doc: _Document,
+    run: str,
+    run_id: str,
+    record: Mapping[str, Any],
+    parameters: str,
+    node_io: NodeIO | None,
+    locations: Mapping[str, str],
+) -> None:
+    """Node activities, dataset entities, and usage, generation, derivation and data flow."""
+    recorded_nodes: Mapping[str, Any] = record.get("nodes") or {}
+    ledger: Mapping[str, Any] = record.get("ledger") or {}
+    # A pipeline structure taken from code that has changed since the run could misstate what a
+    # node read: a node's inputs are used only if it still declares every output it recorded.
+    inputs_of = {
+        name: list(inputs)
+        for name, inputs, outputs in node_io or ()
+        if {d for d, e in ledger.items() if e["node"] == name} <= set(outputs)
+    }
+
+    # Execution order is the order nodes finished in (the record is a JSON object written as
+    # they complete); nodes only named by the ledger (a crash while saving) come last.
+    order = list(recorded_nodes) + sorted(
+        {e["node"] for e in ledger.values()} - set(recorded_nodes)
+    )
+    nodes: dict[str, str] = {}
+    for index, name in enumerate(order):
+        info = recorded_nodes.get(name) or {}
+        nodes[name] = doc.add(
+            "activity",
+            _local("run", run_id, "node", name),
+            {
+                "prov:type": _qname(f"{PROJECT_PREFIX}:Node"),
+                "prov:label": name,
+                "dcterms:isPartOf": _qname(run),
+                "srepro:node": name,
+                "srepro:executionIndex": index if name in recorded_nodes else None,
+                "srepro:durationSeconds": info.get("seconds"),
+            },
+        )
+        doc.relate("wasStartedBy", activity=nodes[name], starter=run)
+
+    generated: dict[str, tuple[str, str]] = {}  # dataset -> (entity, generating node)
+    for name, entry in ledger.items():
+        entity = _dataset_entity(doc, name, entry, locations)
+        generated[name] = (entity, entry["node"])
+        doc.relate("wasGeneratedBy", entity=entity, activity=nodes[entry["node"]])
+
+    loaded: dict[str, str] = {}
+    for name, entry in (record.get("inputs") or {}).items():
+        if name in generated:
+            continue
+        loaded[name] = _dataset_entity(doc, name, entry, locations)
+        doc.relate("used", activity=run, entity=loaded[name])
+
+    for node, activity in nodes.items():
+        names = (recorded_nodes.get(node) or {}).get("inputs", inputs_of.get(node))
+        if names is None:
+            continue
+        used: set[str] = set()
+        parameter_names = sorted(n for n in names if n == "parameters" or n.startswith("params:"))
+        if parameter_names:
+            used.add(parameters)
+            doc.add("activity", activity, {"srepro:parameterInput": parameter_names})
+        for name in names:
+            if name in generated:
+                entity, producer = generated[name]
+                used.add(entity)
+                if producer != node:
+                    doc.relate("wasInformedBy", informed=activity, informant=nodes[producer])
+            elif name in loaded:
+                used.add(loaded[name])
+            # Anything else was not recorded (no digest): stating it would be a guess.
+        outputs = [entity for entity, producer in generated.values() if producer == node]
+        for entity in sorted(used):
+            doc.relate("used", activity=activity, entity=entity)
+            for output in outputs:
+                doc.relate(
+                    "wasDerivedFrom", generatedEntity=output, usedEntity=entity, activity=activity
+                )
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    """The document as deterministic JSON text (sorted keys, fixed indentation, final newline)."""
+    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
