@@ -45,6 +45,8 @@ PARAMETER_SCHEMA = {
     "evaluation": {"splits", "batch_size"},
     "text": {"vocabulary": None, "normalization": TextNormalization},
     "determinism": DeterminismPolicy,
+    "reporting": {"confidence_level": None, "bootstrap": {"replicates", "seed"}},
+    "seed_sweep": {"seeds", "confidence_level"},
     "relock": None,  # runtime flag: `kedro run --params relock=true` accepts a changed split lock
 }
 

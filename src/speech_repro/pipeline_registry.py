@@ -2,23 +2,35 @@
 
 from kedro.pipeline import Pipeline
 
-from speech_repro.pipelines import data_processing, embedded_corpus, evaluation, training
+from speech_repro.pipelines import (
+    data_processing,
+    embedded_corpus,
+    evaluation,
+    reporting,
+    seeds,
+    training,
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the pipelines.
 
-    ``experiment`` (data processing, training, evaluation) runs on whatever corpus the catalog's
-    ``raw_corpus`` names; ``__default__`` first renders the embedded digits corpus.
+    ``experiment`` (data processing, training, evaluation, report) runs on whatever corpus the
+    catalog's ``raw_corpus`` names; ``seed_sweep`` does the same for every seed in
+    ``seed_sweep.seeds``. ``__default__`` and ``seeds`` first render the embedded digits corpus.
     """
     pipelines = {
         "embedded_corpus": embedded_corpus.create_pipeline(),
         "data_processing": data_processing.create_pipeline(),
         "training": training.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
+        "reporting": reporting.create_pipeline(),
     }
+    prepared = pipelines["data_processing"] + reporting.data_review_pipeline()
     pipelines["experiment"] = (
-        pipelines["data_processing"] + pipelines["training"] + pipelines["evaluation"]
+        prepared + pipelines["training"] + pipelines["evaluation"] + reporting.run_report_pipeline()
     )
+    pipelines["seed_sweep"] = prepared + seeds.create_pipeline()
     pipelines["__default__"] = pipelines["embedded_corpus"] + pipelines["experiment"]
+    pipelines["seeds"] = pipelines["embedded_corpus"] + pipelines["seed_sweep"]
     return pipelines

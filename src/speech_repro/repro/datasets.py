@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
+from kedro_datasets._typing import HTMLPreview, JSONPreview, TablePreview
+from markdown_it import MarkdownIt
 
 from speech_repro.repro.atomic import atomic_open, atomic_path
 from speech_repro.repro.checkpoints import CheckpointStore
@@ -227,9 +229,9 @@ class TableDataset(VersionedFileDataset):
             write = data.to_csv if self._format == "csv" else data.to_parquet
             write(tmp, **self._save_args)
 
-    def preview(self, nrows: int = 5) -> dict:
+    def preview(self, nrows: int = 5) -> TablePreview:
         """The first rows, for kedro-viz."""
-        return self.load().head(nrows).to_dict(orient="split")
+        return TablePreview(self.load().head(nrows).to_dict(orient="split"))
 
 
 class JSONDataset(VersionedFileDataset):
@@ -242,6 +244,37 @@ class JSONDataset(VersionedFileDataset):
         with atomic_open(self.save_path) as handle:
             json.dump(data, handle, indent=2)
 
-    def preview(self) -> Any:
+    def preview(self) -> JSONPreview:
         """The document, for kedro-viz."""
-        return self.load()
+        return JSONPreview(json.dumps(self.load(), indent=2))
+
+
+class MarkdownReportDataset(VersionedFileDataset):
+    """A Markdown report, written with its HTML rendering beside it (same name, ``.html``).
+
+    Markdown is what a reviewer diffs; HTML is what a browser and kedro-viz's preview show.
+    """
+
+    def load(self) -> str:
+        return self.load_path.read_text()
+
+    def save(self, data: str) -> None:
+        with atomic_open(self.save_path.with_suffix(".html")) as handle:
+            handle.write(markdown_to_html(data))
+        with atomic_open(self.save_path) as handle:  # last: its presence marks the pair complete
+            handle.write(data)
+
+    def preview(self) -> HTMLPreview:
+        """The report as HTML, for kedro-viz."""
+        return HTMLPreview(markdown_to_html(self.load()))
+
+
+def markdown_to_html(markdown: str) -> str:
+    """A standalone HTML page of CommonMark with tables."""
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><style>'
+        "body{font-family:sans-serif;max-width:60em;margin:1em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
+        f"</style></head><body>{body}</body></html>\n"
+    )

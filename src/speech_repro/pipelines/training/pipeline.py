@@ -5,8 +5,12 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import train_model
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    """Train on the locked train split; checkpoints go to this run's checkpoint directory."""
+def create_pipeline(training_params: str = "params:training", **kwargs) -> Pipeline:
+    """Train on the locked train split; checkpoints go to this run's checkpoint directory.
+
+    ``training_params`` names where the training settings come from: the ``training`` parameters,
+    or a dataset derived from them (a seed sweep sets the seed per namespace).
+    """
     return Pipeline(
         [
             Node(
@@ -16,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "split_lock",
                     "manifest",
                     "norm_stats",
-                    "params:training",
+                    training_params,
                     "params:model",
                     "params:text",
                     "training_checkpoints",
