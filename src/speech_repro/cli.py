@@ -1,4 +1,4 @@
-"""Project commands: ``kedro repro runs|show|diff|run|resume|verify``.
+"""Project commands: ``kedro repro runs|show|diff|compare|run|resume|verify|export``.
 
 Users think in runs, not datasets: every command takes a run id (see ``kedro repro runs``).
 Human-readable output by default, ``--json`` for machines.
@@ -57,6 +57,7 @@ def run_summary(record: dict) -> dict[str, Any]:
     return {
         "run_id": record["run_id"],
         "started": record["started_at"],
+        "pipelines": ",".join(record.get("pipelines") or []),
         "git_commit": (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else ""),
         "params_digest": _short(record["parameters"]["digest"]),
         "data_digest": _short((record.get("data_snapshot") or {}).get("digest")),
@@ -72,7 +73,7 @@ def run_summary(record: dict) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
 def runs(metadata: Any, as_json: bool) -> None:
-    """One row per run: id, date, commit, parameter and data digests, seed, WER, CER, status."""
+    """One row per run: id, date, pipelines, commit, parameter/data digests, seed, WER, CER, status."""
     rows = [run_summary(r) for r in list_records(_runs_dir(_project(metadata)))]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -80,6 +81,7 @@ def runs(metadata: Any, as_json: bool) -> None:
     header = [
         "run_id",
         "started",
+        "pipelines",
         "git_commit",
         "params_digest",
         "data_digest",
@@ -344,11 +346,70 @@ def resume(metadata: Any, run_id: str) -> None:
 
 def load_recorded(project: Path, run_id: str, dataset: str) -> Any:
     """``dataset`` as run ``run_id`` of ``project`` saved it."""
+    return load_recorded_many(project, run_id, [dataset])[0]
+
+
+def load_recorded_many(project: Path, run_id: str, datasets: list[str]) -> list[Any]:
+    """Each of ``datasets`` as run ``run_id`` of ``project`` saved it, through one session."""
     record = read_record(_runs_dir(project), run_id)
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=record.get("env")) as session:
-        catalog = session.load_context()._get_catalog(load_versions={dataset: run_id})
-        return catalog.load(dataset)
+        catalog = session.load_context()._get_catalog(load_versions=dict.fromkeys(datasets, run_id))
+        return [catalog.load(name) for name in datasets]
+
+
+def recorded_hypotheses(project: Path, run_id: str, split: str) -> tuple[list[str], list[Any]]:
+    """The ``split`` hypotheses of every model a run scored: one, or one per seed of a sweep."""
+    ledger = read_record(_runs_dir(project), run_id)["ledger"]
+    names = sorted(n for n in ledger if n == "hypotheses" or n.endswith(".hypotheses"))
+    if not names:
+        raise click.ClickException(f"run {run_id} scored no model (no hypotheses in its ledger)")
+    frames = load_recorded_many(project, run_id, names)
+    return names, [frame[frame["split"] == split] for frame in frames]
+
+
+@repro.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--split", default=SUMMARY_SPLIT, show_default=True, help="Split to compare on.")
+@click.option("--replicates", default=2000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def compare(
+    metadata: Any, run_a: str, run_b: str, split: str, replicates: int, seed: int, as_json: bool
+) -> None:
+    """Is RUN_B's WER really lower than RUN_A's? A paired bootstrap over speakers.
+
+    Both runs must have scored the same utterances. A seed sweep counts as one configuration:
+    its seeds' errors are averaged per utterance, so two sweeps compare configurations.
+    """
+    project = _project(metadata)
+    names_a, a = recorded_hypotheses(project, run_a, split)
+    names_b, b = recorded_hypotheses(project, run_b, split)
+    try:
+        result = paired_speaker_bootstrap(a, b, replicates=replicates, seed=seed)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    result = {"run_a": run_a, "run_b": run_b, "split": split, "models_a": names_a,
+              "models_b": names_b, **result}  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    level = round(100 * result["level"])
+    click.echo(f"A {run_a}: {split} WER {result['wer_a']:.2%} ({len(names_a)} model(s))")
+    click.echo(f"B {run_b}: {split} WER {result['wer_b']:.2%} ({len(names_b)} model(s))")
+    click.echo(
+        f"WER(B) - WER(A) = {result['delta']:+.2%}, {level} % CI "
+        f"[{result['ci_low']:+.2%}, {result['ci_high']:+.2%}] "
+        f"({result['method']}, {result['speakers']} speakers)"
+    )
+    verdict = (
+        "the difference is within speaker noise (the interval contains 0)"
+        if result["equivalent"]
+        else f"B is {'better' if result['delta'] < 0 else 'worse'} beyond speaker noise"
+    )
+    click.echo(f"P(B better than A) = {result['p_improvement']:.3f}: {verdict}")
 
 
 def _metric_test(
