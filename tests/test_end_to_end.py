@@ -16,7 +16,16 @@ from speech_repro.repro.state import load_state
 
 from .conftest import copy_project, run_kedro
 
-PIPELINES = ["embedded_corpus", "data_processing", "training", "evaluation", "experiment"]
+PIPELINES = [
+    "embedded_corpus",
+    "data_processing",
+    "training",
+    "evaluation",
+    "reporting",
+    "experiment",
+    "seed_sweep",
+    "seeds",
+]
 
 
 @pytest.fixture(scope="module")
