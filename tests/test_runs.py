@@ -79,7 +79,11 @@ def test_record_holds_every_section_and_no_secret(project, first_run):
         assert record[section], section
     assert record["parameters"]["design"].keys() >= {"text", "determinism"}
     assert "training" in record["parameters"]["tunable"]
-    assert record["seeds"] == {"corpus.seed": 20261125, "training.seed": 1234}
+    assert record["seeds"] == {
+        "corpus.seed": 20261125,
+        "training.seed": 1234,
+        "reporting.bootstrap.seed": 0,
+    }
     assert record["ledger"]["model"]["version"] == first_run
     assert record["environment"]["torch"]["num_threads"] == 1  # the test env's policy
     assert set(record["nodes"]) >= {"train_model", "transcribe", "score"}
