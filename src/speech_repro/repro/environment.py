@@ -10,6 +10,10 @@ Secrets never reach the record: a selected variable whose *name* contains one of
 (``scheme://user:pass@host``) are masked by :func:`redact`, and a final pass applies :func:`redact`
 to every string in the result. Capture never fails on a missing tool (git, nvidia-smi, torch): the
 affected fields are ``None``.
+
+The NVIDIA driver is the one part of the environment no lock file pins, so the hardware section
+also records the floor the locked CUDA libraries need (:data:`MIN_NVIDIA_DRIVER`) and whether the
+driver meets it (:func:`check_driver`); :func:`require_cuda_driver` stops a CUDA run that cannot.
 """
 
 from __future__ import annotations
@@ -63,8 +67,19 @@ DETERMINISM_VARIABLES = (
 REDACTED = "***redacted***"
 LOCK_FILES = ("uv.lock", "flake.lock")
 
+MIN_NVIDIA_DRIVER = "580.65.06"
+"""The oldest NVIDIA Linux driver for the locked CUDA user space (torch 2.11's CUDA 13.0 wheels).
+
+NVIDIA's CUDA 13.0 release notes list 580.65.06 as the Linux x86_64 driver of the CUDA 13.0 GA
+toolkit, and minor-version compatibility lets any CUDA 13.x runtime run on a 580-branch driver.
+``flake.nix`` declares the same floor (``minNvidiaDriver``); ``tests/test_flake.py`` keeps them
+equal. The driver is the one thing no lock file can pin: it belongs to the host's kernel.
+"""
+
 _GIT_TIMEOUT_S = 10.0
 _NVIDIA_SMI_TIMEOUT_S = 5.0
+# [0-9], not \d: str.isdigit and \d accept digits such as "²" that int() rejects
+_DOTTED_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 # scheme://user:password@  -> scheme://user:***@   (the password stops at the first "@")
 _URL_CREDENTIALS = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@")
 
@@ -277,8 +292,52 @@ def _nvidia_driver_version() -> str | None:
     return lines[0] if result.returncode == 0 and lines else None
 
 
+def _version_key(version: str) -> tuple[int, ...] | None:
+    """``"580.65.06"`` -> ``(580, 65, 6)``; ``None`` unless it is ASCII digits joined by dots."""
+    text = version.strip()
+    if _DOTTED_VERSION.fullmatch(text) is None:
+        return None
+    return tuple(int(field) for field in text.split("."))
+
+
+def check_driver(found: str | None, minimum: str = MIN_NVIDIA_DRIVER) -> bool | None:
+    """Whether driver version ``found`` is at least ``minimum``, comparing dotted numbers.
+
+    Fields compare as integers, so ``"580.100.1"`` is newer than ``"580.65.06"``; a missing
+    trailing field counts as zero. Returns ``None`` when there is nothing to judge: no driver
+    found (a CPU machine, or no ``nvidia-smi``) or a version that is not dotted numbers. Never
+    raises, so recording the result can never break a run.
+    """
+    if found is None:
+        return None
+    have, need = _version_key(found), _version_key(minimum)
+    if have is None or need is None:
+        return None
+    width = max(len(have), len(need))
+    return have + (0,) * (width - len(have)) >= need + (0,) * (width - len(need))
+
+
+def require_cuda_driver(minimum: str = MIN_NVIDIA_DRIVER) -> str | None:
+    """Stop a CUDA run early, with the fix in the message, when the host driver is too old.
+
+    For callers that are about to use CUDA (``training.device: cuda``): an older driver would
+    otherwise surface later as an opaque "CUDA driver version is insufficient" from torch.
+    Returns the driver version ``nvidia-smi`` reports, or ``None`` when it reports none; an
+    unknown driver is not refused here, since torch then reports what is actually missing.
+    """
+    found = _nvidia_driver_version()
+    if check_driver(found, minimum) is False:
+        raise RuntimeError(
+            f"NVIDIA driver {found} is older than {minimum}, the minimum for the CUDA 13.0 "
+            "libraries locked in uv.lock (torch 2.11). Upgrade the host driver to the 580 branch "
+            "or newer, or run on the CPU (training.device: cpu). See docs/nix.md."
+        )
+    return found
+
+
 def _hardware_section() -> dict[str, Any]:
     model, flags = _cpu_info()
+    driver = _nvidia_driver_version()
     affinity = getattr(os, "sched_getaffinity", None)
     return {
         "os": platform.platform(),
@@ -290,7 +349,10 @@ def _hardware_section() -> dict[str, Any]:
         "affinity_cpus": _call(lambda: len(affinity(0))) if affinity else None,
         "total_memory_bytes": _total_memory_bytes(),
         "gpus": _gpus(),
-        "driver_version": _nvidia_driver_version(),
+        "driver_version": driver,
+        # The floor this environment needs, and whether the driver meets it (None: no driver).
+        "driver_minimum": MIN_NVIDIA_DRIVER,
+        "driver_ok": check_driver(driver),
     }
 
 
