@@ -91,3 +91,17 @@ def epoch_batches(
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     permutation = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in permutation]
+
+
+def rank_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """The share of one epoch's ``batches`` that process ``rank`` of ``world_size`` trains on.
+
+    Rank ``r`` takes every ``world_size``-th batch starting at ``r``, and every rank takes the
+    same number: the ``len(batches) % world_size`` batches left over are dropped this epoch (they
+    are others next epoch, since :func:`epoch_batches` reshuffles). Every rank must take part in
+    every gradient all-reduce, so equal counts are required. This is a seeded distributed sampler
+    over *batches*: torch's ``DistributedSampler`` splits utterances, which would undo the
+    length bucketing. With ``world_size`` 1 it returns ``batches`` unchanged.
+    """
+    per_rank = len(batches) // world_size
+    return batches[rank::world_size][:per_rank]
