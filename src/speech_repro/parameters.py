@@ -40,6 +40,7 @@ PARAMETER_SCHEMA = {
         "checkpoint_every_steps": None,
         "device": None,
         "specaugment": SpecAugmentConfig,
+        "distributed": {"world_size", "backend"},
     },
     "model": ModelConfig,
     "evaluation": {"splits", "batch_size"},
