@@ -81,3 +81,16 @@ def test_training_does_not_disturb_the_global_rngs(prepared, params, tmp_path):
     seed_globals(7)
     _train(prepared, params, CheckpointStore(tmp_path))
     assert _draws() == expected
+
+
+def test_a_cuda_run_on_a_too_old_driver_stops_before_training(
+    prepared, params, tmp_path, monkeypatch
+):
+    """The driver check runs whether or not this machine has a GPU: nvidia-smi is stubbed."""
+    from speech_repro.repro import environment
+
+    monkeypatch.setattr(environment, "_nvidia_driver_version", lambda: "535.54.03")
+    store = CheckpointStore(tmp_path / "ckpt")
+    with pytest.raises(RuntimeError, match=r"NVIDIA driver 535\.54\.03 is older than 580"):
+        _train(prepared, params, store, device="cuda")
+    assert store.latest() is None

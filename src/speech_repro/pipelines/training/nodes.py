@@ -34,6 +34,7 @@ from speech_repro.repro.determinism import (
     seed_globals,
     seed_worker,
 )
+from speech_repro.repro.environment import require_cuda_driver
 from speech_repro.repro.shards import ShardedTensors
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,8 @@ def fit(
     """
     seed = int(training["seed"])
     device = torch.device(training.get("device", "cpu"))
+    if device.type == "cuda":  # an old driver fails later and opaquely inside torch
+        require_cuda_driver()
     train_ids = split_lock.loc[split_lock["split"] == "train", "utt_id"].tolist()
     augment = SpecAugmentConfig(**training["specaugment"]) if training["specaugment"] else None
     # SpecAugment stays keyed on (seed, epoch, utterance) with no rank: each utterance is trained
