@@ -17,6 +17,8 @@ from speech_repro.repro.shards import ShardedTensors, write_shards
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["conf", "src", "pyproject.toml", ".telemetry"]
+# git with a throwaway identity, for tests that make their own commits
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,8 @@ from packaging.version import Version
 
 from speech_repro.repro.environment import MIN_NVIDIA_DRIVER
 
+from .conftest import GIT
+
 ROOT = Path(__file__).resolve().parents[1]
 FLAKE = ROOT / "flake.nix"
 LOCK = ROOT / "flake.lock"
@@ -576,21 +578,12 @@ def test_nix_accepts_the_lock_offline(tmp_path, lock):
     repo.mkdir()
     shutil.copy2(FLAKE, repo / "flake.nix")
     shutil.copy2(LOCK, repo / "flake.lock")
-    git = [
-        "git",
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@example.org",
-        "-c",
-        "commit.gpgsign=false",
-    ]
     for args in (
         ["init", "-q"],
         ["add", "flake.nix", "flake.lock"],
         ["commit", "-q", "-m", "flake"],
     ):
-        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True, timeout=60)
+        subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True, timeout=60)
     env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = subprocess.run(
         [

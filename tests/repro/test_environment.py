@@ -21,6 +21,7 @@ from speech_repro.repro.environment import (
     selected_environment_variables,
 )
 from speech_repro.repro.hashing import bytes_digest, file_digest
+from tests.conftest import GIT
 
 TOP_LEVEL_KEYS = [
     "python",
@@ -215,16 +216,7 @@ def test_hardware_section_shape():
 
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
-        [
-            "git",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.org",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ],
+        [*GIT, *args],
         cwd=repo,
         check=True,
         capture_output=True,
