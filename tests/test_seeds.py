@@ -6,6 +6,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,9 +157,25 @@ def test_built_site_renders_the_sweep_in_headless_chromium(site, tmp_path):
 
 def test_compare_treats_a_sweep_as_one_configuration(project):
     runs = json.loads(run_kedro(project, "repro", "runs", "--json").stdout)
-    sweep = next(r["run_id"] for r in runs if r["pipelines"] == "seeds")
+    sweep = next(
+        r["run_id"] for r in runs if r["pipelines"] == "seeds" and r["status"] == "complete"
+    )
     result = json.loads(
         run_kedro(project, "repro", "compare", sweep, sweep, "--split", "dev", "--json").stdout
     )
     assert result["models_a"] == [f"seed_{s}.hypotheses" for s in SEEDS]
     assert result["delta"] == 0 and result["equivalent"] and result["p_improvement"] == 0
+
+
+def test_a_sweep_replays_bit_for_bit(project, tmp_path):
+    """Every seed's model, figures and reports, and the statistics across them, replay bitwise."""
+    runs = json.loads(run_kedro(project, "repro", "runs", "--json").stdout)
+    sweep = next(
+        r["run_id"] for r in runs if r["pipelines"] == "seeds" and r["status"] == "complete"
+    )
+    result = run_kedro(
+        project, "repro", "verify", sweep, "--require", "bitwise", "--workdir", str(tmp_path / "w")
+    )
+    assert "verdict: bitwise" in result.stdout
+    for name in ("seed_summary", "seed_wer_plot", f"seed_{SEEDS[0]}.model"):
+        assert re.search(rf"bitwise\s+{re.escape(name)}\s", result.stdout), name
