@@ -136,11 +136,11 @@ def kill_project(tmp_path_factory) -> Path:
     return project
 
 
-def _kill_at_step(project: Path, step: int) -> str:
+def _kill_at_step(project: Path, step: int, *args: str) -> str:
     """Start a run, SIGKILL it once a checkpoint at or after ``step`` exists; returns its id."""
     before = set(os.listdir(project / "data/09_runs"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kedro", "run", "--env", "test"],
+        [sys.executable, "-m", "kedro", "run", "--env", "test", *args],
         cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -175,6 +175,24 @@ def test_a_run_killed_at_any_step_resumes_to_identical_bits(kill_project, step):
         and _record(kill_project, resumed["run_id"])["resumed_from"] == killed
     )
     assert _model_digest(kill_project, resumed["run_id"]) == _model_digest(kill_project, reference)
+
+
+DATA_PARALLEL = ("--params", "training.distributed.world_size=2")
+
+
+def test_a_data_parallel_run_killed_mid_epoch_resumes_to_identical_bits(kill_project):
+    """torchrun with 2 gloo ranks: SIGKILL of `kedro run` takes the ranks down with it; resume
+    continues with the recorded world size from rank 0's checkpoint, every rank's RNG state
+    restored (2 steps per epoch here, so step 7 is mid-epoch)."""
+    run_kedro(kill_project, "run", "--env", "test", *DATA_PARALLEL)
+    reference = _runs(kill_project)[-1]["run_id"]
+    killed = _kill_at_step(kill_project, 7, *DATA_PARALLEL)
+    run_kedro(kill_project, "repro", "resume", killed)
+    resumed = _runs(kill_project)[-1]
+    assert _record(kill_project, resumed["run_id"])["resumed_from"] == killed
+    assert _model_digest(kill_project, resumed["run_id"]) == _model_digest(kill_project, reference)
+    single = next(r["run_id"] for r in _runs(kill_project) if r["status"] == "complete")
+    assert _model_digest(kill_project, reference) != _model_digest(kill_project, single)
 
 
 def test_two_runs_started_together_leave_two_complete_bundles(tmp_path):
