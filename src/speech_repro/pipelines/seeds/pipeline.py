@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kedro.framework.project import settings
 from kedro.pipeline import Node, Pipeline
+from kedro.utils import find_kedro_project
 
 from speech_repro.pipelines import evaluation, reporting, training
 
@@ -46,7 +47,7 @@ SHARED_PARAMETERS = {
 
 def declared_seeds(project_path: Path | None = None, env: str | None = None) -> list[int]:
     """``seed_sweep.seeds`` from the project's parameters (``KEDRO_ENV`` picks the environment)."""
-    project_path = project_path or Path.cwd()
+    project_path = project_path or find_kedro_project(Path.cwd()) or Path.cwd()
     loader = settings.CONFIG_LOADER_CLASS(
         conf_source=str(project_path / settings.CONF_SOURCE),
         env=env or os.environ.get("KEDRO_ENV"),
