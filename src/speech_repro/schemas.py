@@ -153,6 +153,12 @@ class LeakageError(ValueError):
     """The same speaker or the same audio sits in two splits."""
 
 
+def in_several_splits(lock: pd.DataFrame, column: str) -> list[str]:
+    """Values of ``column`` (a speaker, an audio digest) that occur in more than one split."""
+    splits = lock.groupby(column)["split"].nunique()
+    return sorted(splits[splits > 1].index)
+
+
 def validate_split_lock(lock: pd.DataFrame) -> pd.DataFrame:
     """Check ``lock`` against :class:`SplitLock`; leakage is reported by speaker and by audio."""
     try:
@@ -160,12 +166,12 @@ def validate_split_lock(lock: pd.DataFrame) -> pd.DataFrame:
     except SchemaErrors as errors:
         lines = []
         for column, label in (("speaker", "speaker"), ("digest", "identical audio")):
-            for value, group in lock.groupby(column):
-                if group["split"].nunique() > 1:
-                    where = "; ".join(
-                        f"{split}: {', '.join(g['utt_id'])}" for split, g in group.groupby("split")
-                    )
-                    lines.append(f"  {label} {value} is in several splits ({where})")
+            for value in in_several_splits(lock, column):
+                group = lock[lock[column] == value]
+                where = "; ".join(
+                    f"{split}: {', '.join(g['utt_id'])}" for split, g in group.groupby("split")
+                )
+                lines.append(f"  {label} {value} is in several splits ({where})")
         if not lines:
             raise
         raise LeakageError(f"{len(lines)} leak(s) between splits:\n" + "\n".join(lines)) from errors

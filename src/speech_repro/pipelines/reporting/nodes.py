@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from speech_repro.asr.stats import speaker_wer_interval
+from speech_repro.schemas import in_several_splits
 
 FIGSIZE = (7.0, 4.0)
 
@@ -41,10 +42,8 @@ def review_flags(
     Leakage is counted again here, from the lock itself, rather than trusted to have been
     checked: speakers and identical audio (by content digest) present in more than one split.
     """
-    splits_per_speaker = split_lock.groupby("speaker")["split"].nunique()
-    splits_per_audio = split_lock.groupby("digest")["split"].nunique()
-    leaking_speakers = sorted(splits_per_speaker[splits_per_speaker > 1].index)
-    leaking_audio = int((splits_per_audio > 1).sum())
+    leaking_speakers = in_several_splits(split_lock, "speaker")
+    leaking_audio = len(in_several_splits(split_lock, "digest"))
     strict = determinism["mode"] == "strict" and determinism["deterministic_algorithms"]
     flags = {
         "leakage": {

@@ -14,7 +14,12 @@ from speech_repro.pipelines.reporting.nodes import (
     interval_methods,
     plot_learning_curves,
 )
-from speech_repro.repro.seed_stats import OUTLIER_METHOD, outlying_seeds, t_interval
+from speech_repro.repro.seed_stats import (
+    OUTLIER_METHOD,
+    T_INTERVAL_METHOD,
+    outlying_seeds,
+    t_interval,
+)
 
 
 def with_seed(training: dict[str, Any], seed_sweep: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -59,7 +64,7 @@ def summarize_seeds(seed_sweep: dict[str, Any], *wer_summaries: dict[str, Any]) 
         "metric": "wer",
         "splits": splits,
         "methods": {
-            "across_seeds": t_interval([0.0], level)["method"],
+            "across_seeds": T_INTERVAL_METHOD,
             "within_run": interval_methods(list(wer_summaries)),
             "outliers": OUTLIER_METHOD,
         },
