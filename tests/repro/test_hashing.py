@@ -95,3 +95,35 @@ def test_sums_listing_round_trip_and_check(tmp_path):
     (tmp_path / "y.wav").write_bytes(b"tow")
     (tmp_path / "a" / "x.wav").unlink()
     assert check_sums(listing) == ["a/x.wav", "y.wav"]
+
+
+def test_json_digest_has_explicit_rules_for_values_json_lacks():
+    import datetime as dt
+    from pathlib import Path, PurePosixPath
+
+    import numpy as np
+    import pandas as pd
+
+    # numpy scalars and arrays hash as the Python numbers they hold
+    assert json_digest({"n": np.int64(3), "x": np.float32(0.5)}) == json_digest({"n": 3, "x": 0.5})
+    assert json_digest(np.bool_(True)) == json_digest(True)
+    assert json_digest({"a": np.arange(3)}) == json_digest({"a": [0, 1, 2]})
+    # paths hash as their POSIX text
+    assert json_digest([Path("a/b"), PurePosixPath("c")]) == json_digest(["a/b", "c"])
+    # dates and times hash as ISO 8601 text
+    moment = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+    assert json_digest(moment) == json_digest("2024-05-01T12:30:00+00:00")
+    assert json_digest(pd.Timestamp(moment)) == json_digest(moment)
+    assert json_digest(dt.date(2024, 5, 1)) == json_digest("2024-05-01")
+
+
+def test_json_digest_refuses_objects_it_has_no_rule_for():
+    import pytest
+
+    class Opaque:
+        pass
+
+    with pytest.raises(TypeError, match="Opaque"):
+        json_digest({"a": [Opaque()]})
+    with pytest.raises(TypeError, match="set"):
+        json_digest({1, 2})

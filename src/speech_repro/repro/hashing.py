@@ -9,10 +9,11 @@ for SHA-256 (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from blake3 import blake3
@@ -41,9 +42,44 @@ def file_digest(path: str | Path) -> str:
 
 
 def json_digest(value: Any) -> str:
-    """Digest of a JSON-serialisable value in canonical form (sorted keys, no whitespace)."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    """Digest of a JSON-like value in canonical form (sorted keys, no whitespace).
+
+    Besides JSON's own types (tuples hash as lists), a few values get an explicit rule, see
+    :func:`json_native`; anything else is a ``TypeError``, never its ``str()``.
+    """
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=json_native)
     return bytes_digest(canonical.encode())
+
+
+def json_native(value: Any) -> Any:
+    """The JSON value hashed in place of a non-JSON ``value`` (``json.dumps``'s ``default``).
+
+    - numpy scalars: the Python number or bool they hold; numpy arrays: nested lists of those;
+    - paths: their POSIX text;
+    - ``datetime``, ``date``, ``time`` (and ``pandas.Timestamp``): ISO 8601 text.
+
+    Raises ``TypeError`` naming the type for anything else: ``str()`` of an arbitrary object is
+    often constant ("Figure(700x400)") or holds a memory address, so it would hide changes.
+    """
+    # numpy is only looked up if already imported: a numpy value cannot exist otherwise.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic | numpy.ndarray):
+        return value.tolist()  # .tolist() of a scalar is its Python value
+    if isinstance(value, PurePath):
+        return value.as_posix()
+    if isinstance(value, datetime.date | datetime.time):  # datetime is a subclass of date
+        return value.isoformat()
+    raise TypeError(f"no JSON digest rule for {type_name(value)}")
+
+
+def type_name(value: Any) -> str:
+    """``module.QualifiedName`` of ``value``'s type, for error messages."""
+    kind = type(value)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
 def combined_digest(digests: Iterable[str]) -> str:
