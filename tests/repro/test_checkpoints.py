@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 from kedro.io import DatasetError, Version
 
+from speech_repro.repro import checkpoints as ckpt
 from speech_repro.repro.checkpoints import CheckpointStore
 from speech_repro.repro.datasets import CheckpointStoreDataset, SafetensorsDataset
-from speech_repro.repro.state import read_metadata
+from speech_repro.repro.hashing import file_digest
+from speech_repro.repro.state import load_state, read_metadata, save_state
 
 VERSION = "2026-01-01T00.00.00.000Z"
 
@@ -101,3 +105,157 @@ def test_checkpoint_store_dataset_unversioned(tmp_path):
     ds = CheckpointStoreDataset(filepath=str(tmp_path / "ck"))
     assert Path(ds.load().directory) == tmp_path / "ck"
     assert ds.exists()
+
+
+# --- integrity: digests recorded on save, verified on resume ------------------------------------
+
+
+def _state(step: int) -> dict:
+    return {"step": step, "w": torch.arange(64.0) + step}
+
+
+def _flip_last_byte(path: Path) -> None:
+    """Flip one bit of the tensor data (the end of the file): safetensors still parses it."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    load_state(path)  # the flip really is undetectable without a digest
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _manifest(directory: Path) -> dict:
+    return json.loads((directory / "CHECKPOINTS.json").read_text())["checkpoints"]
+
+
+def _parts(path: Path) -> tuple[dict, bytes]:
+    """A safetensors file's header (parsed) and tensor bytes."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
+
+
+def test_saved_content_is_what_save_state_writes(tmp_path):
+    # The checkpoint content is part of the regression anchor: the manifest must not change it.
+    # (Header, not raw bytes: safetensors writes metadata keys in a per-process random order.)
+    path = CheckpointStore(tmp_path / "store").save(7, _state(7))
+    save_state(tmp_path / "plain.safetensors", _state(7), metadata={"step": "7"})
+    assert _parts(path) == _parts(tmp_path / "plain.safetensors")
+
+
+def test_manifest_records_digest_and_is_pruned_with_keep(tmp_path):
+    store = CheckpointStore(tmp_path, keep=2)
+    for step in (1, 2, 3):
+        store.save(step, _state(step))
+    names = [f"step-{s:09d}.safetensors" for s in (2, 3)]
+    manifest = _manifest(tmp_path)
+    assert sorted(manifest) == names
+    for name, step in zip(names, (2, 3), strict=True):
+        assert manifest[name]["step"] == step
+        assert manifest[name]["digest"] == file_digest(tmp_path / name)
+    assert store.digests() == {name: file_digest(tmp_path / name) for name in names}
+    assert store.steps() == [2, 3]  # the manifest itself is never taken for a checkpoint
+
+
+def test_verify_names_each_kind_of_problem(tmp_path):
+    store = CheckpointStore(tmp_path)
+    good, flipped, cut, gone = (store.save(s, _state(s)) for s in (1, 2, 3, 4))
+    expected = file_digest(flipped)
+    _flip_last_byte(flipped)
+    _truncate(cut)
+    gone.unlink()
+    assert store.verify(good).ok
+    problem = store.verify(flipped)
+    assert not problem.ok and problem.status == "mismatch"
+    assert problem.expected == expected and problem.actual == file_digest(flipped)
+    assert store.verify(cut).status == "truncated"
+    assert store.verify(gone).status == "missing"
+    with pytest.raises(ckpt.CorruptCheckpointError, match=r"step-000000002\.safetensors"):
+        store.load(2)
+
+
+def test_bit_flipped_last_checkpoint_falls_back_to_previous_with_warning(tmp_path, caplog):
+    store = CheckpointStore(tmp_path)
+    store.save(5, _state(5))
+    last = store.save(10, _state(10))
+    expected = file_digest(last)
+    _flip_last_byte(last)
+    with caplog.at_level(logging.WARNING, logger="speech_repro.repro.checkpoints"):
+        step, state = store.latest()
+    assert step == 5 and torch.equal(state["w"], _state(5)["w"])
+    text = caplog.text
+    assert str(last) in text and expected in text and file_digest(last) in text
+    assert "step 5" in text
+    assert [path for path, _ in store.skipped] == [str(last)]
+
+
+def test_truncated_last_checkpoint_falls_back_to_previous(tmp_path, caplog):
+    store = CheckpointStore(tmp_path)
+    store.save(5, _state(5))
+    last = store.save(10, _state(10))
+    _truncate(last)
+    with caplog.at_level(logging.WARNING, logger="speech_repro.repro.checkpoints"):
+        step, _ = store.latest()
+    assert step == 5
+    assert str(last) in caplog.text and "truncated" in caplog.text
+    assert store.skipped and store.skipped[0][0] == str(last)
+
+
+def test_all_checkpoints_corrupt_is_an_error_naming_every_file(tmp_path):
+    store = CheckpointStore(tmp_path)
+    first = store.save(5, _state(5))
+    last = store.save(10, _state(10))
+    _flip_last_byte(first)
+    _truncate(last)
+    with pytest.raises(ckpt.CorruptCheckpointError) as raised:
+        store.latest()  # never None: that would silently train from step 0
+    message = str(raised.value)
+    assert str(first) in message and str(last) in message
+    assert "mismatch" in message and "truncated" in message
+
+
+def test_resume_from_store_is_verified_too(tmp_path, caplog):
+    old = CheckpointStore(tmp_path / "old")
+    old.save(5, _state(5))
+    last = old.save(10, _state(10))
+    _flip_last_byte(last)
+    new = CheckpointStore(tmp_path / "new", resume_from=tmp_path / "old")
+    with caplog.at_level(logging.WARNING, logger="speech_repro.repro.checkpoints"):
+        step, state = new.latest()
+    assert step == 5 and torch.equal(state["w"], _state(5)["w"])
+    assert str(last) in caplog.text
+
+
+def test_corrupt_own_checkpoints_fall_back_to_the_resumed_run(tmp_path):
+    old = CheckpointStore(tmp_path / "old")
+    old.save(5, _state(5))
+    new = CheckpointStore(tmp_path / "new", resume_from=tmp_path / "old")
+    _truncate(new.save(10, _state(10)))
+    assert new.latest()[0] == 5
+    assert new.skipped[0][0] == str(tmp_path / "new" / "step-000000010.safetensors")
+
+
+def test_checkpoint_without_manifest_entry_loads_only_if_it_parses(tmp_path, caplog):
+    # A store written by code from before the manifest: no digests to check against.
+    store = CheckpointStore(tmp_path)
+    save_state(tmp_path / "step-000000005.safetensors", _state(5), metadata={"step": "5"})
+    save_state(tmp_path / "step-000000010.safetensors", _state(10), metadata={"step": "10"})
+    _truncate(tmp_path / "step-000000010.safetensors")
+    with caplog.at_level(logging.WARNING, logger="speech_repro.repro.checkpoints"):
+        step, _ = store.latest()
+    assert step == 5
+    assert "unverified" in caplog.text and "step-000000010.safetensors" in caplog.text
+    assert store.verify(tmp_path / "step-000000005.safetensors").status == "unverified"
+
+
+def test_interrupted_manifest_write_and_temp_files_are_ignored(tmp_path):
+    store = CheckpointStore(tmp_path)
+    store.save(5, _state(5))
+    (tmp_path / ".CHECKPOINTS.json.abc.tmp").write_text("{")
+    (tmp_path / ".step-000000010.safetensors.abc.tmp").write_bytes(b"partial")
+    assert store.steps() == [5]
+    assert store.latest()[0] == 5 and store.skipped == []
+    store.save(10, _state(10))  # a later save still reads the committed manifest
+    assert sorted(store.digests()) == ["step-000000005.safetensors", "step-000000010.safetensors"]
