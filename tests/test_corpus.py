@@ -60,7 +60,8 @@ def test_synthesis_is_bit_identical_across_fresh_processes_orders_and_workers(tm
 
 def test_rendered_audio_is_16k_mono_pcm16_speech(corpus_dir):
     plan = SynthesizedCorpusDataset(path=str(corpus_dir)).load()
-    for path in plan["audio_path"]:
+    for stored in plan["audio_path"]:  # relative to the corpus root
+        path = corpus_dir / stored
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         wave, _ = sf.read(path)
@@ -86,7 +87,7 @@ def test_missing_file_is_rendered_again_with_identical_bytes(tmp_path, params):
     plan = plan_digit_corpus(_corpus_params(params, variants=["f2"]))
     store = SynthesizedCorpusDataset(path=str(tmp_path), workers=1)
     store.save(plan)
-    victim = Path(store.load()["audio_path"].iloc[1])
+    victim = tmp_path / store.load()["audio_path"].iloc[1]
     digest = file_digest(victim)
     victim.unlink()
     store.save(plan)
@@ -114,7 +115,7 @@ def test_load_refuses_a_modified_file_and_names_it(tmp_path, params):
     plan = plan_digit_corpus(_corpus_params(params, variants=["m3"]))
     store = SynthesizedCorpusDataset(path=str(tmp_path), workers=1)
     store.save(plan)
-    victim = Path(store.load()["audio_path"].iloc[0])
+    victim = tmp_path / store.load()["audio_path"].iloc[0]
     data = bytearray(victim.read_bytes())
     data[-1] ^= 0xFF  # same size, one sample changed
     victim.write_bytes(bytes(data))

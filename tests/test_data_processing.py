@@ -127,12 +127,12 @@ def test_features_match_the_declared_settings(prepared, params):
 
 
 def test_feature_shards_are_the_same_bits_with_and_without_the_process_pool(prepared, params):
-    manifest = prepared["manifest"].head(10)
+    manifest, raw = prepared["manifest"].head(10), prepared["raw_corpus"]
     sharding = {"utterances_per_shard": 4, "workers": 2, "min_utterances_for_pool": 1}
-    pooled = list(dp.compute_features(manifest, params["features"], params["audio"], sharding))
+    pooled = list(dp.compute_features(manifest, raw, params["features"], params["audio"], sharding))
     alone = list(
         dp.compute_features(
-            manifest, params["features"], params["audio"], {**sharding, "workers": 1}
+            manifest, raw, params["features"], params["audio"], {**sharding, "workers": 1}
         )
     )
     assert [list(s) for s in pooled] == [list(s) for s in alone]

@@ -7,6 +7,8 @@ and load. Rules that depend on configuration (audio policy, vocabulary) are adde
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -14,6 +16,7 @@ from pandera.typing import Series
 
 from speech_repro.asr.audio import AudioPolicy
 from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.corpora.paths import is_stored_path
 
 DIGEST = r"^blake3:[0-9a-f]{64}$"
 
@@ -23,7 +26,7 @@ class Manifest(pa.DataFrameModel):
 
     utt_id: Series[str] = pa.Field(unique=True)
     speaker: Series[str] = pa.Field(str_length={"min_value": 1})
-    audio_path: Series[str]
+    audio_path: Series[str]  # relative to the corpus root: the same wherever the corpus lies
     start: Series[float] = pa.Field(ge=0)
     end: Series[float] = pa.Field(nullable=True)  # NaN: to the end of the file
     sample_rate: Series[int] = pa.Field(gt=0)
@@ -37,6 +40,11 @@ class Manifest(pa.DataFrameModel):
     @pa.dataframe_check
     def duration_matches_samples(cls, df):
         return (df["duration"] - df["num_samples"] / df["sample_rate"]).abs() < 1e-6
+
+    @pa.check("audio_path")
+    def audio_path_is_relative_to_the_corpus_root(cls, paths):
+        """Never absolute and never ``..``: a stored path cannot point outside the corpus root."""
+        return paths.map(is_stored_path).astype(bool)
 
 
 class SplitLock(pa.DataFrameModel):
@@ -94,8 +102,13 @@ def validate_manifest(
     policy: AudioPolicy,
     vocabulary: CharVocabulary,
     normalize: TextNormalization,
+    audio_root: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Check ``manifest`` against :class:`Manifest` plus the configured rules, all failures at once."""
+    """Check ``manifest`` against :class:`Manifest` plus the configured rules, all failures at once.
+
+    With ``audio_root`` (the corpus root) the report names each file by its full path, which the
+    manifest stores relative to that root.
+    """
     normalized = manifest["transcript"].map(normalize)
     rate_ok = manifest["sample_rate"].eq(policy.sample_rate) | policy.resample
     checks = {
@@ -139,8 +152,11 @@ def validate_manifest(
         for index in sorted(problems):
             row = manifest.loc[index]
             detail = f" [{row['audio_error']}]" if row["audio_error"] else ""
+            where = (
+                row["audio_path"] if audio_root is None else Path(audio_root) / row["audio_path"]
+            )
             lines.append(
-                f"  {row['utt_id']} ({row['audio_path']}): {'; '.join(dict.fromkeys(problems[index]))}{detail}"
+                f"  {row['utt_id']} ({where}): {'; '.join(dict.fromkeys(problems[index]))}{detail}"
             )
         raise CorpusValidationError(
             f"{len(problems)} utterance(s) break the corpus rules; nothing was trained:\n"

@@ -22,6 +22,7 @@ from speech_repro.corpora.formats import (
     read_librispeech,
     read_nemo_jsonl,
 )
+from speech_repro.corpora.paths import CORPUS_ROOT, audio_file
 
 # Common Voice ships MP3 clips. libsndfile >= 1.1 can write MP3 (this environment's 1.2.2 can), so
 # the clips are real .mp3 files; with an older libsndfile they fall back to .flac.
@@ -75,8 +76,17 @@ def resolved(path: Path) -> str:
     return str(path.resolve())
 
 
-def assert_index(index: pd.DataFrame, expected: list[tuple]) -> None:
-    """``expected``: (utt_id, speaker, audio path, transcript, start, end) rows in any order."""
+def stored(path: Path, root: Path) -> str:
+    """What ``read_corpus`` stores for ``path``: its resolved file relative to the resolved root."""
+    return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def assert_index(index: pd.DataFrame, expected: list[tuple], root: Path | None = None) -> None:
+    """``expected``: (utt_id, speaker, audio path, transcript, start, end) rows in any order.
+
+    Without ``root`` (a reader's own output) audio paths are absolute and resolved; with it (the
+    index ``read_corpus`` returns) they are relative to ``root``, which the index carries.
+    """
     assert list(index.columns) == INDEX_COLUMNS
     assert list(index.index) == list(range(len(index)))
     assert list(index["utt_id"]) == sorted(index["utt_id"])
@@ -85,9 +95,15 @@ def assert_index(index: pd.DataFrame, expected: list[tuple]) -> None:
     for row, want in zip(index.itertuples(index=False), expected, strict=True):
         utt_id, speaker, audio, transcript, start, end = want
         assert (row.utt_id, row.speaker, row.transcript) == (utt_id, speaker, transcript)
-        assert row.audio_path == resolved(audio) and os.path.isabs(row.audio_path)
+        if root is None:
+            assert row.audio_path == resolved(audio) and os.path.isabs(row.audio_path)
+        else:
+            assert row.audio_path == stored(audio, root)
+            assert audio_file(index.attrs[CORPUS_ROOT], row.audio_path).samefile(audio)
         assert row.start == pytest.approx(start)
         assert math.isnan(row.end) if math.isnan(end) else row.end == pytest.approx(end)
+    if root is not None:
+        assert index.attrs[CORPUS_ROOT] == resolved(root)
 
 
 def problems_of(excinfo) -> str:
@@ -117,10 +133,11 @@ def librispeech(tmp_path_factory, utterances) -> tuple[Path, list[tuple]]:
 def test_librispeech_index(librispeech, utterances):
     root, expected = librispeech
     index = read_corpus("librispeech", root)
-    assert_index(index, expected)
+    assert_index(index, expected, root)
+    assert index["audio_path"].iloc[0] == "19/198/19-198-0000.flac"
     assert index["utt_id"].iloc[0] == "19-198-0000"
     # The FLAC files are real audio: lossless copies of the synthesized WAVs.
-    decoded, rate = sf.read(index["audio_path"].iloc[0], dtype="int16")
+    decoded, rate = sf.read(audio_file(root, index["audio_path"].iloc[0]), dtype="int16")
     assert rate == utterances[0]["sr"] and np.array_equal(decoded, utterances[0]["audio"])
     assert_index(read_librispeech(root), expected)
 
@@ -175,7 +192,7 @@ def kaldi_corpus(tmp_path_factory, utterances) -> tuple[Path, list[tuple]]:
 
 def test_kaldi_index_relative_and_absolute_paths(kaldi_corpus):
     root, expected = kaldi_corpus
-    assert_index(read_corpus("kaldi", root), expected)
+    assert_index(read_corpus("kaldi", root), expected, root)
     assert_index(read_kaldi_dir(root), expected)
 
 
@@ -188,7 +205,8 @@ def test_kaldi_nested_data_dir_with_explicit_root(tmp_path, utterances):
     write(data / "text", f"u1 {utt['transcript']}\n")
     write(data / "utt2spk", "u1 spk\n")
     expected = [("u1", "spk", wav, utt["transcript"], 0.0, math.nan)]
-    assert_index(read_corpus("kaldi", data, root=tmp_path), expected)
+    assert_index(read_corpus("kaldi", data, root=tmp_path), expected, tmp_path)
+    assert read_corpus("kaldi", data, root=tmp_path)["audio_path"].tolist() == ["audio/a.wav"]
     with pytest.raises(CorpusFormatError, match="outside the corpus root"):
         read_corpus("kaldi", data)
 
@@ -219,7 +237,7 @@ def test_kaldi_segments(tmp_path, utterances):
         write(root / name, "\n".join(lines) + "\n")
     write(root / "segments", "\n".join(segments) + "\n")
     index = read_corpus("kaldi", root)
-    assert_index(index, expected)
+    assert_index(index, expected, root)
     assert index["end"].isna().sum() == 3 and (index["start"] > 0).sum() == 3
 
 
@@ -287,7 +305,7 @@ def nemo(tmp_path_factory, utterances) -> tuple[Path, list[tuple]]:
 
 def test_nemo_jsonl_index(nemo):
     manifest, expected = nemo
-    assert_index(read_corpus("jsonl", manifest), expected)
+    assert_index(read_corpus("jsonl", manifest), expected, manifest.parent)
     assert_index(read_nemo_jsonl(manifest), expected)
 
 
@@ -297,7 +315,9 @@ def test_nemo_offset_segment(tmp_path, utterances):
         tmp_path / "m.jsonl",
         json.dumps({"audio_filepath": str(wav), "text": "t", "offset": 0.25, "duration": 0.5}),
     )
-    assert_index(read_corpus("jsonl", manifest), [("long__x", "long", wav, "t", 0.25, 0.75)])
+    assert_index(
+        read_corpus("jsonl", manifest), [("long__x", "long", wav, "t", 0.25, 0.75)], tmp_path
+    )
 
 
 def test_nemo_malformed_lines_are_all_named(tmp_path):
@@ -356,7 +376,13 @@ def test_paths_escaping_the_root_are_all_rejected(tmp_path, utterances):
 
     index = read_corpus("jsonl", manifest, root=tmp_path)
     assert list(index["utt_id"]) == ["..__outside", "spk__inside", "spk__link"]
-    assert list(index["audio_path"]) == [resolved(outside), resolved(inside), resolved(elsewhere)]
+    # Stored as the files the wider root holds (the link's target), never with `..`.
+    assert list(index["audio_path"]) == [
+        "outside.wav",
+        "corpus/spk/inside.wav",
+        "elsewhere/target.wav",
+    ]
+    assert list(index["audio_path"]) == [stored(p, tmp_path) for p in (outside, inside, elsewhere)]
 
 
 def test_violations_of_every_kind_in_one_error(tmp_path, utterances):
@@ -400,9 +426,10 @@ def common_voice(tmp_path_factory, utterances) -> tuple[Path, list[tuple]]:
 def test_common_voice_index(common_voice):
     tsv, expected = common_voice
     index = read_corpus("common_voice", tsv)
-    assert_index(index, expected)
-    assert all(p.endswith(CV_EXTENSION) for p in index["audio_path"])
-    assert sf.info(index["audio_path"].iloc[0]).duration > 0  # a real, readable clip
+    assert_index(index, expected, tsv.parent)
+    assert all(p.startswith("clips/") and p.endswith(CV_EXTENSION) for p in index["audio_path"])
+    clip = audio_file(tsv.parent, index["audio_path"].iloc[0])
+    assert sf.info(clip).duration > 0  # a real, readable clip
     assert_index(read_common_voice(tsv), expected)
 
 

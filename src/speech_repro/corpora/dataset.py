@@ -4,7 +4,8 @@
 manifest recorded for the same plan row is kept as is. A re-rendered utterance whose bytes differ
 from the digest recorded for the same plan row means synthesis is not reproducible: that fails,
 naming every such file. ``load()`` verifies every file against the manifest and returns the plan
-with audio paths and digests.
+with audio paths and digests. Both corpus datasets return audio paths relative to the corpus root,
+with the root in ``DataFrame.attrs`` (:mod:`speech_repro.corpora.paths`).
 
 Layout under ``path``: ``wav/<speaker>/<utt_id>.wav``, ``plan.csv`` (plan rows + fingerprint +
 digest) and ``B3SUMS`` (checkable with ``b3sum --check`` or
@@ -22,6 +23,7 @@ import soundfile as sf
 from kedro.io import AbstractDataset, DatasetError
 
 from speech_repro.corpora.formats import read_corpus
+from speech_repro.corpora.paths import CORPUS_ROOT, audio_files, corpus_root
 from speech_repro.corpora.render import render_plan
 from speech_repro.repro.atomic import atomic_open, atomic_path
 from speech_repro.repro.digest_cache import DigestCache
@@ -43,6 +45,11 @@ class CorpusDigestError(DatasetError):
     """Audio bytes differ from the digests recorded for them."""
 
 
+def _stored_path(speaker: str, utt_id: str) -> str:
+    """Where an utterance's WAV lies, relative to the corpus root (POSIX)."""
+    return f"wav/{speaker}/{utt_id}.wav"
+
+
 class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     """A corpus directory rendered from a plan table; see the module docstring."""
 
@@ -60,7 +67,7 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         return self._root / SUMS_FILE
 
     def _audio_path(self, speaker: str, utt_id: str) -> Path:
-        return self._root / "wav" / speaker / f"{utt_id}.wav"
+        return self._root / _stored_path(speaker, utt_id)
 
     def save(self, plan: pd.DataFrame) -> None:
         plan = plan.reset_index(drop=True)
@@ -99,19 +106,17 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         if not self._plan_file.exists():
             raise DatasetError(f"No corpus at {self._root}: run the data_processing pipeline")
         plan = pd.read_csv(self._plan_file, dtype={"transcript": str}, keep_default_na=False)
+        # Stored relative to the corpus root, so the manifest is the same wherever the project is.
         plan["audio_path"] = [
-            str(self._audio_path(s, u))
-            for s, u in zip(plan["speaker"], plan["utt_id"], strict=True)
+            _stored_path(s, u) for s, u in zip(plan["speaker"], plan["utt_id"], strict=True)
         ]
         plan["start"], plan["end"] = 0.0, float("nan")  # whole files
-        missing = [p for p in plan["audio_path"] if not Path(p).exists()]
+        plan.attrs[CORPUS_ROOT] = str(self._root.resolve())
+        files = audio_files(self._root, plan["audio_path"])
+        missing = [p for p in files if not Path(p).exists()]
         if missing:
             raise CorpusDigestError(f"{len(missing)} audio file(s) missing: {', '.join(missing)}")
-        modified = [
-            p
-            for p, d in zip(plan["audio_path"], plan["digest"], strict=True)
-            if file_digest(p) != d
-        ]
+        modified = [p for p, d in zip(files, plan["digest"], strict=True) if file_digest(p) != d]
         if modified:
             raise CorpusDigestError(
                 f"{len(modified)} audio file(s) differ from {self._sums_file}: {', '.join(modified)}"
@@ -149,7 +154,9 @@ class CorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     ``format`` is one of ``librispeech``, ``kaldi``, ``jsonl``, ``common_voice``
     (:mod:`speech_repro.corpora.formats`); ``path`` is the corpus folder or manifest file.
     ``root`` is the folder every audio file must lie in; relative to the corpus folder, default
-    the corpus folder itself. Digests of unchanged files come from the SQLite cache at
+    the corpus folder itself. ``load()`` returns ``audio_path`` relative to that root, which it
+    attaches as ``attrs["corpus_root"]``, so the index is the same wherever the corpus lies (e.g.
+    symlinked into ``data/01_raw/``). Digests of unchanged files come from the SQLite cache at
     ``digest_cache.filepath``, keyed on device, inode, size, mtime and ctime, so a second run
     does not read the audio again.
 
@@ -181,8 +188,9 @@ class CorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def load(self) -> pd.DataFrame:
         index = read_corpus(self._format, self._path, self._root)
+        files = audio_files(corpus_root(index), index["audio_path"])
         with DigestCache(self._cache) as cache:
-            file_digests = cache.digests(index["audio_path"].tolist(), workers=self._workers)
+            file_digests = cache.digests(files, workers=self._workers)
         whole = (index["start"] == 0) & index["end"].isna()
         # A segment is named by its file's digest and its time span.
         index["digest"] = [

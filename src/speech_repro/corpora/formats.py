@@ -18,6 +18,10 @@ for "to the end of the file". Transcripts are kept verbatim. Readers raise ``Cor
 naming every malformed line (``file:line``); ``read_corpus`` additionally checks that each audio
 file exists and lies inside the corpus root and that utterance ids are unique, reporting all
 violations in one error.
+
+``read_corpus`` returns the index as it is stored: ``audio_path`` relative to the corpus root
+(POSIX, no ``..``), with the resolved root in ``index.attrs`` (:mod:`speech_repro.corpora.paths`),
+so nothing stored depends on where the corpus lies.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from speech_repro.corpora.paths import CORPUS_ROOT
 
 INDEX_COLUMNS = ["utt_id", "speaker", "audio_path", "transcript", "start", "end"]
 
@@ -408,6 +414,10 @@ def read_corpus(format: str, path: str | Path, root: str | Path | None = None) -
     Every audio path must, once resolved (``..`` and symlinks followed), lie inside ``root``
     (default: ``path`` if it is a directory, else its parent) and exist; utterance ids must be
     unique. All violations are collected and raised as one ``CorpusFormatError``.
+
+    The returned ``audio_path`` is the resolved file's POSIX path relative to the resolved root,
+    and ``index.attrs[CORPUS_ROOT]`` is that root: read audio with
+    :func:`speech_repro.corpora.paths.audio_file`.
     """
     reader = READERS.get(format)
     if reader is None:
@@ -434,4 +444,12 @@ def read_corpus(format: str, path: str | Path, root: str | Path | None = None) -
             f"utterance id {utt_id!r} occurs {len(group)} times: {', '.join(group['audio_path'])}"
         )
     _raise_if(problems, f"invalid {format} corpus {path} (root {corpus_root})")
+    # Stored relative to the root (checked above to hold every file): the same table wherever the
+    # corpus lies. The resolved form keeps one name per file, however it was reached.
+    index["audio_path"] = pd.Series(
+        [Path(audio).relative_to(corpus_root).as_posix() for audio in index["audio_path"]],
+        index=index.index,
+        dtype=object,
+    )
+    index.attrs[CORPUS_ROOT] = str(corpus_root)
     return index

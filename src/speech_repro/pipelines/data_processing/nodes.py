@@ -21,6 +21,7 @@ from speech_repro.asr.audio import AudioPolicy, inspect_audio, load_audio
 from speech_repro.asr.features import FeatureConfig, LogMel
 from speech_repro.asr.text import CharVocabulary, TextNormalization
 from speech_repro.corpora.digits import plan_digit_corpus
+from speech_repro.corpora.paths import audio_files, corpus_root
 from speech_repro.repro.determinism import torch_threads
 from speech_repro.repro.shards import ShardedTensors
 from speech_repro.schemas import validate_manifest, validate_split_lock
@@ -36,11 +37,15 @@ def build_manifest(
 ) -> pd.DataFrame:
     """One row per utterance with the audio's real properties, found by decoding it once.
 
-    Raises ``CorpusValidationError`` naming every utterance that is unreadable, truncated, empty,
-    non-finite, at a rate or channel count the audio policy rejects, out of the duration bounds,
-    with an empty transcript or characters outside the vocabulary, or with a duplicate id.
+    ``audio_path`` stays as the corpus index stores it, relative to the corpus root (the audio is
+    read under the root the corpus dataset attached), so the manifest does not depend on where
+    the corpus lies. Raises ``CorpusValidationError`` naming every utterance that is unreadable,
+    truncated, empty, non-finite, at a rate or channel count the audio policy rejects, out of the
+    duration bounds, with an empty transcript or characters outside the vocabulary, or with a
+    duplicate id.
     """
     policy = AudioPolicy(**audio)
+    root = corpus_root(raw_corpus)
     starts = (
         raw_corpus["start"].astype(float)
         if "start" in raw_corpus
@@ -51,10 +56,8 @@ def build_manifest(
         if "end" in raw_corpus
         else pd.Series(math.nan, index=raw_corpus.index)
     )
-    infos = [
-        inspect_audio(p, s, e)
-        for p, s, e in zip(raw_corpus["audio_path"], starts, ends, strict=True)
-    ]
+    files = audio_files(root, raw_corpus["audio_path"])
+    infos = [inspect_audio(p, s, e) for p, s, e in zip(files, starts, ends, strict=True)]
     manifest = pd.DataFrame(
         {
             "utt_id": raw_corpus["utt_id"].astype(str),
@@ -78,6 +81,7 @@ def build_manifest(
         policy,
         CharVocabulary(text["vocabulary"]),
         TextNormalization(**text["normalization"]),
+        audio_root=root,
     )
 
 
@@ -117,11 +121,17 @@ def assign_splits(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame
 
 def compute_features(
     manifest: pd.DataFrame,
+    raw_corpus: pd.DataFrame,
     features: dict[str, Any],
     audio: dict[str, Any],
     sharding: dict[str, Any],
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Log-mel features, one shard of ``utterances_per_shard`` utterances at a time.
+
+    The manifest's audio paths are relative to the corpus root, which ``raw_corpus`` (the corpus
+    as it is now) knows. Every manifest utterance must still be in the corpus with the same path
+    and digest, so features are never computed from audio the manifest did not check (a manifest
+    loaded from an older version, a corpus changed since): otherwise this raises, naming them.
 
     Shards are computed by a pool of ``workers`` processes (in order, so the output does not depend
     on the worker count) and written as they come, so memory holds a few shards, not the corpus.
@@ -130,10 +140,11 @@ def compute_features(
     ``min_utterances_for_pool`` are computed in this process.
     """
     size = int(sharding["utterances_per_shard"])
+    _check_manifest_matches_corpus(manifest, raw_corpus)
     rows = list(
         zip(
             manifest["utt_id"],
-            manifest["audio_path"],
+            audio_files(corpus_root(raw_corpus), manifest["audio_path"]),
             manifest["start"],
             manifest["end"],
             strict=True,
@@ -145,6 +156,30 @@ def compute_features(
         int(sharding["workers"]) if len(rows) >= int(sharding["min_utterances_for_pool"]) else 1
     )
     return _computed_shards(jobs, min(workers, len(jobs)))
+
+
+def _check_manifest_matches_corpus(manifest: pd.DataFrame, raw_corpus: pd.DataFrame) -> None:
+    """Raise naming every manifest utterance that is gone from the corpus or whose audio changed."""
+    corpus = dict(
+        zip(
+            raw_corpus["utt_id"],
+            zip(raw_corpus["audio_path"], raw_corpus["digest"], strict=True),
+            strict=True,
+        )
+    )
+    stale = [
+        utt_id
+        for utt_id, path, digest in zip(
+            manifest["utt_id"], manifest["audio_path"], manifest["digest"], strict=True
+        )
+        if corpus.get(utt_id) != (path, digest)
+    ]
+    if stale:
+        raise ValueError(
+            f"the manifest no longer matches raw_corpus: {len(stale)} utterance(s) were removed "
+            f"or their audio changed since it was built: {', '.join(stale)}. Rebuild it "
+            "(run the build_manifest node) before computing features."
+        )
 
 
 def _computed_shards(jobs: list, workers: int) -> Iterator[dict[str, torch.Tensor]]:

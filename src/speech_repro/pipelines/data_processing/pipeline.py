@@ -24,7 +24,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(assign_splits, ["manifest", "params:split"], "split_lock", name="assign_splits"),
             Node(
                 compute_features,
-                ["manifest", "params:features", "params:audio", "params:sharding"],
+                # raw_corpus knows where the audio lies: the manifest stores paths relative to it.
+                ["manifest", "raw_corpus", "params:features", "params:audio", "params:sharding"],
                 "features",
                 name="compute_features",
             ),
