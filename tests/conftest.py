@@ -16,7 +16,7 @@ from speech_repro.pipelines.data_processing import nodes as dp
 from speech_repro.repro.shards import ShardedTensors, write_shards
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["conf", "src", "pyproject.toml", ".telemetry"]
+PROJECT_FILES = ["conf", "src", "pyproject.toml", ".telemetry", "uv.lock", ".gitignore"]
 # git with a throwaway identity, for tests that make their own commits
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
 
@@ -50,7 +50,7 @@ def prepared(corpus_dir, params, tmp_path_factory) -> dict:
     store = tmp_path_factory.mktemp("features")
     write_shards(
         store,
-        dp.compute_features(manifest, params["features"], params["audio"], params["sharding"]),
+        dp.compute_features(manifest, raw, params["features"], params["audio"], params["sharding"]),
     )
     features = ShardedTensors(store)
     feature_stats = dp.summarize_features(features, manifest, params["features"])
@@ -81,6 +81,9 @@ def copy_project(destination: Path) -> Path:
             shutil.copy2(source, destination / name)
     (destination / "conf" / "local").mkdir(exist_ok=True)
     (destination / "data").mkdir(exist_ok=True)
+    # A git checkout with one commit, as users have: runs record it and verify replays it.
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run([*GIT, *command], cwd=destination, check=True, capture_output=True)
     return destination
 
 

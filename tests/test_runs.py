@@ -65,7 +65,7 @@ def first_run(project) -> str:
 
 def test_record_holds_every_section_and_no_secret(project, first_run):
     record = _record(project, first_run)
-    assert record["schema_version"] == 1 and record["status"] == "complete"
+    assert record["schema_version"] == 2 and record["status"] == "complete"
     for section in (
         "command",
         "parameters",

@@ -16,13 +16,51 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from speech_repro.asr.stats import paired_speaker_bootstrap
+from speech_repro.repro import runlog
 from speech_repro.repro.atomic import atomic_write_bytes
+from speech_repro.repro.integrity import (
+    ArtifactTamperedError,
+    check_run,
+    open_cache,
+    require_intact,
+)
 from speech_repro.repro.provenance import NodeIO, dumps, to_prov_json
-from speech_repro.repro.record import SNAPSHOT_FILE, list_records, read_record, status
-from speech_repro.repro.session import RUNS_DIR
-from speech_repro.repro.verify import GRADES, Verification, check_data, to_json, verify
+from speech_repro.repro.record import (
+    RECORD_FILE,
+    RUNS_DIR,
+    SNAPSHOT_FILE,
+    RecordError,
+    Unreadable,
+    load_run,
+    read_record,
+    scan_records,
+    status,
+)
+from speech_repro.repro.signing import SigningError, default_allowed_signers, sign_file
+from speech_repro.repro.verify import (
+    GRADES,
+    ReplayRefused,
+    Verification,
+    check_data,
+    to_json,
+    verify,
+)
 
 SUMMARY_SPLIT = "test"
+
+
+class TrustGroup(click.Group):
+    """Turns the refusals of the trust checks into one-paragraph errors, never tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ArtifactTamperedError, RecordError, ReplayRefused, SigningError) as error:
+            raise click.ClickException(str(error)) from None
+        except FileNotFoundError as error:
+            if "no record for run" in str(error):
+                raise click.ClickException(str(error)) from None
+            raise
 
 
 @click.group(name="speech-repro")
@@ -30,9 +68,9 @@ def cli() -> None:
     """speech-repro project commands."""
 
 
-@cli.group()
+@cli.group(cls=TrustGroup)
 def repro() -> None:
-    """Run records: list, show and compare runs; re-run from or resume a past run."""
+    """Run records: list, show, check and compare runs; re-run from, resume or verify a past run."""
 
 
 def _runs_dir(project: Path) -> Path:
@@ -74,7 +112,19 @@ def run_summary(record: dict) -> dict[str, Any]:
 @click.pass_obj
 def runs(metadata: Any, as_json: bool) -> None:
     """One row per run: id, date, pipelines, commit, parameter/data digests, seed, WER, CER, status."""
-    rows = [run_summary(r) for r in list_records(_runs_dir(_project(metadata)))]
+    runs_dir = _runs_dir(_project(metadata))
+    rows, unreadable = [], []
+    for record in scan_records(runs_dir):
+        if isinstance(record, Unreadable):
+            unreadable.append(record)
+            continue
+        row = run_summary(record)
+        seal = runlog.check_record(runs_dir, record["run_id"])
+        if seal.status in ("modified", "log-broken"):
+            row["status"] = f"{row['status']} (RECORD {seal.status.upper()})"
+        rows.append(row)
+    for bad in unreadable:
+        click.echo(f"unreadable: {bad.path}: {bad.reason}", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -111,20 +161,36 @@ def _cell(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 @click.pass_obj
 def show(metadata: Any, run_id: str, as_json: bool) -> None:
-    """The record of RUN_ID, readable."""
-    record = read_record(_runs_dir(_project(metadata)), run_id)
+    """The record of RUN_ID, readable, after checking its bytes (exit 1 when they changed)."""
+    project = _project(metadata)
+    checked = check_run(project, run_id, allowed_signers=default_allowed_signers(project))
+    if checked.problems:
+        click.echo(f"run {run_id} is TAMPERED: its stored bytes are not what it recorded", err=True)
+        for problem in checked.problems:
+            click.echo(f"  {problem.describe()}", err=True)
+    record = read_record(_runs_dir(project), run_id)
     if as_json:
         click.echo(json.dumps(record, indent=1))
-        return
+    else:
+        click.echo(_show_text(record, checked))
+    if checked.problems:
+        raise SystemExit(1)
+
+
+def _show_text(record: dict, checked: Any) -> str:
     env = record["environment"]
     torch_env = env.get("torch") or {}
     hardware = env.get("hardware") or {}
     git = env.get("git") or {}
+    code = record.get("code") or {}
     lines = [
+        f"integrity    {checked.verdict} ({checked.files_checked} files), record {checked.seal}, "
+        f"{checked.signature.describe() if checked.signature else 'unsigned'}",
         f"run {record['run_id']}  [{status(record)}]  started {record['started_at']}  {record.get('duration_seconds')} s",
         f"command      {' '.join(record['command'])}",
         f"pipelines    {', '.join(record['pipelines'])}   env {record.get('env')}",
-        f"code         {git.get('commit')} branch {git.get('branch')} dirty={git.get('dirty')} diff {_short(git.get('diff_digest'))}",
+        f"code         {git.get('commit')} branch {git.get('branch')} dirty={git.get('dirty')} diff {_short(git.get('diff_digest'))}"
+        + (f"  patch stored {code['patch']}" if code.get("patch") else ""),
         "locks        "
         + ", ".join(f"{k} {_short(v)}" for k, v in (env.get("lock_files") or {}).items()),
         f"parameters   {_short(record['parameters']['digest'])} (design {_short(record['parameters']['design_digest'])}, tunable {_short(record['parameters']['tunable_digest'])})",
@@ -140,7 +206,7 @@ def show(metadata: Any, run_id: str, as_json: bool) -> None:
         lines.append(f"error        {record['error']}")
     lines.append("inputs")
     lines += [
-        f"  {name:<22} version {i['version']}  {_short(i['digest'])}"
+        f"  {name:<22} version {i['version'] or '-'}  {_short(i['digest'])}"
         for name, i in record["inputs"].items()
     ]
     lines.append("ledger (dataset saved by node: content digest)")
@@ -157,7 +223,8 @@ def show(metadata: Any, run_id: str, as_json: bool) -> None:
         lines.append(
             f"metrics {split:<6} WER {rates['wer']:.4f}  CER {rates['cer']:.4f}  MER {rates['mer']:.4f}  WIL {rates['wil']:.4f}  ({rates['utterances']} utterances)"
         )
-    click.echo("\n".join(lines))
+    lines += [f"note         {note}" for note in checked.notes]
+    return "\n".join(lines)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -329,10 +396,14 @@ def resume(metadata: Any, run_id: str) -> None:
     pipeline = registry[record["pipelines"][0]]
     for name in record["pipelines"][1:]:
         pipeline = pipeline + registry[name]
-    pending = [n.name for n in pipeline.nodes if n.name not in record["nodes"]]
+    done = load_run(_runs_dir(project), run_id).completed_nodes()
+    # A node counts as done only once every output was saved: one killed between two saves runs
+    # again, so nothing downstream loads a half-written node's missing output from another run.
+    pending = [n.name for n in pipeline.nodes if n.name not in done]
     if not pending:
         raise click.ClickException(f"run {run_id} completed every node; nothing to resume")
-    versions = load_versions_of(record, pipeline.all_inputs() | pipeline.all_outputs())
+    completed_outputs = {o for n in pipeline.nodes if n.name in done for o in n.outputs}
+    versions = load_versions_of(record, completed_outputs | (pipeline.inputs() - {"parameters"}))
     versions["training_checkpoints"] = run_id
     click.echo(f"Resuming run {run_id} from node {pending[0]}")
     _run_session(
@@ -352,6 +423,7 @@ def load_recorded(project: Path, run_id: str, dataset: str) -> Any:
 def load_recorded_many(project: Path, run_id: str, datasets: list[str]) -> list[Any]:
     """Each of ``datasets`` as run ``run_id`` of ``project`` saved it, through one session."""
     record = read_record(_runs_dir(project), run_id)
+    require_intact(project, run_id, datasets, what="to load")  # bytes first, then the catalog
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=record.get("env")) as session:
         catalog = session.load_context()._get_catalog(load_versions=dict.fromkeys(datasets, run_id))
@@ -424,7 +496,13 @@ def _metric_test(
 
 
 def _explain(old: dict, new: dict) -> dict[str, Any]:
+    """Differences that can explain a divergence; the code replayed is named by the verdict.
+
+    A replay's copy is no git checkout, so git fields are not compared (they would all differ);
+    the lock files it ran with are.
+    """
     groups = diff_records(Path("."), old, new)
+    groups["code"] = {k: v for k, v in groups["code"].items() if not k.startswith("git")}
     return {k: groups[k] for k in ("parameters", "code", "environment")}
 
 
@@ -463,6 +541,24 @@ def _current_data(project: Path, env: str | None) -> dict[str, str] | None:
     type=click.Path(file_okay=False),
     help="Where to replay (default: a new temporary folder).",
 )
+@click.option(
+    "--code",
+    type=click.Choice(["recorded", "current"]),
+    default="recorded",
+    show_default=True,
+    help="Replay the run's recorded commit and patch, or today's tree (regression check).",
+)
+@click.option(
+    "--sync-env",
+    is_flag=True,
+    help="If packages differ from the run's, replay in an env built from its uv.lock (uv sync).",
+)
+@click.option(
+    "--trust-patch",
+    is_flag=True,
+    help="Apply a dirty-tree patch stored in a bundle that no local seal or signature vouches for.",
+)
+@click.option("--quiet", is_flag=True, help="Do not show the replay's own output.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def verify_command(
@@ -474,12 +570,21 @@ def verify_command(
     rtol: float,
     atol: float,
     workdir: str | None,
+    code: str,
+    sync_env: bool,
+    trust_patch: bool,
+    quiet: bool,
     as_json: bool,
 ) -> None:
-    """Replay RUN_ID in isolation and grade it: bitwise, tolerance, metric or diverged."""
+    """Replay RUN_ID in isolation and grade it: bitwise, tolerance, metric or diverged.
+
+    The run's stored bytes are checked first; the replay runs the recorded code in the recorded
+    environment (or refuses, saying what differs) unless --code current is given.
+    """
     from kedro.framework.project import pipelines as registry
 
     project = _project(metadata)
+    require_intact(project, run_id, what="to verify")
     record = read_record(_runs_dir(project), run_id)
     snapshot = _snapshot(project, run_id)
     try:
@@ -507,6 +612,7 @@ def verify_command(
         run_id,
         load_recorded=load_recorded,
         node_order=[(n.name, list(n.inputs), list(n.outputs)) for n in pipeline.nodes],
+        metric_dataset="metrics",
         metric_test=_metric_test,
         explain=_explain,
         until=until,
@@ -514,6 +620,10 @@ def verify_command(
         rtol=rtol,
         atol=atol,
         workdir=Path(workdir) if workdir else None,
+        code=code,
+        sync_env=sync_env,
+        trust_patch=trust_patch,
+        progress=None if quiet else (lambda line: click.echo(f"  replay | {line}", err=True)),
     )
     if as_json:
         click.echo(to_json(result))
@@ -530,6 +640,13 @@ def _parse_override(item: str) -> tuple[str, Any]:
 
 def _print_verification(result: Verification) -> None:
     click.echo(f"replayed run {result.run_id} as {result.replay_id} in {result.workdir}")
+    click.echo(f"  code         {result.code}")
+    click.echo(f"  environment  {result.environment}")
+    integrity = result.integrity
+    click.echo(
+        f"  recorded run bytes intact ({integrity['files_checked']} files), record "
+        f"{integrity['seal']}, {integrity['signature']}"
+    )
     for d in result.datasets:
         diff = "" if d.max_abs_diff in (None, 0.0) else f"  max |diff| {d.max_abs_diff:.3g}"
         click.echo(f"  {d.grade:<10} {d.dataset:<20} ({d.node}){diff}")
@@ -552,6 +669,91 @@ def _print_verification(result: Verification) -> None:
             f"{100 * m['level']:.0f}% CI [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}], {m['speakers']} speakers)"
         )
     click.echo(f"verdict: {result.overall}")
+
+
+@repro.command("check")
+@click.argument("run_ids", nargs=-1)
+@click.option(
+    "--allowed-signers",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="ssh allowed-signers file (default: git config gpg.ssh.allowedSignersFile).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def check(
+    metadata: Any, run_ids: tuple[str, ...], allowed_signers: str | None, as_json: bool
+) -> None:
+    """Re-hash every stored file of RUN_IDS (default: all runs) against their records.
+
+    Checks each record against the runs log, its signature, every file of its ledger, its data
+    snapshot, code snapshot and checkpoints. Exit 1 on any mismatch. Unchanged files cost a
+    stat call (digest cache), not a read.
+    """
+    project = _project(metadata)
+    runs_dir = _runs_dir(project)
+    signers = Path(allowed_signers) if allowed_signers else default_allowed_signers(project)
+    bad = False
+    unreadable = []
+    if not run_ids:
+        found = scan_records(runs_dir)
+        unreadable = [r for r in found if isinstance(r, Unreadable)]
+        run_ids = tuple(r["run_id"] for r in found if not isinstance(r, Unreadable))
+    results = []
+    with open_cache(project) as cache:
+        for run_id in run_ids:
+            results.append(check_run(project, run_id, allowed_signers=signers, cache=cache))
+    chain = runlog.verify_chain(runs_dir)
+    bad = bool(unreadable or chain or any(r.problems for r in results))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "runs": [r.to_dict() for r in results],
+                    "unreadable": [u.model_dump() for u in unreadable],
+                    "log_problems": chain,
+                },
+                indent=1,
+            )
+        )
+    else:
+        for r in results:
+            signature = r.signature.describe() if r.signature else "unsigned"
+            click.echo(
+                f"{r.run_id}  {r.verdict.upper():<8} {r.files_checked} files, record {r.seal}, {signature}"
+            )
+            for problem in r.problems:
+                click.echo(f"  {problem.describe()}")
+            for note in r.notes:
+                click.echo(f"  note: {note}")
+        for u in unreadable:
+            click.echo(f"unreadable: {u.path}: {u.reason}")
+        for problem in chain:
+            click.echo(f"runs log: {problem}")
+    if bad:
+        raise SystemExit(1)
+
+
+@repro.command("sign")
+@click.argument("run_id")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="SSH private key (default: git config user.signingkey).",
+)
+@click.pass_obj
+def sign(metadata: Any, run_id: str, key: str | None) -> None:
+    """Sign RUN_ID's record with your SSH key (ssh-keygen -Y sign), after checking its bytes."""
+    project = _project(metadata)
+    record = load_run(_runs_dir(project), run_id)
+    if record.status == "running":
+        raise click.ClickException(f"run {run_id} has not finished: its record is not final")
+    require_intact(project, run_id, what="to sign")
+    signature = sign_file(
+        _runs_dir(project) / run_id / RECORD_FILE, Path(key) if key else None, cwd=project
+    )
+    click.echo(f"signed run {run_id}: {signature}")
 
 
 def _export_structure(project: Path, record: dict) -> tuple[NodeIO | None, dict[str, str]]:

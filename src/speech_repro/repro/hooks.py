@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -17,12 +19,21 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset, Version
 from kedro.io.core import VersionNotFoundError
 
+from speech_repro.repro import runlog
+from speech_repro.repro.code import capture_code
 from speech_repro.repro.determinism import DeterminismPolicy, apply_policy
 from speech_repro.repro.environment import capture_environment, redact
-from speech_repro.repro.hashing import json_digest
+from speech_repro.repro.hashing import file_digest, json_digest
+from speech_repro.repro.integrity import check_pinned_inputs
 from speech_repro.repro.ledger import content_digest
 from speech_repro.repro.params import check_parameters
-from speech_repro.repro.record import RECORD_FILE, SCHEMA_VERSION, SNAPSHOT_FILE, write_json
+from speech_repro.repro.record import (
+    RECORD_FILE,
+    SCHEMA_VERSION,
+    SNAPSHOT_FILE,
+    is_run_id,
+    write_json,
+)
 from speech_repro.repro.session import RUNS_DIR
 
 logger = logging.getLogger(__name__)
@@ -58,10 +69,16 @@ class RunRecordHook:
 
     - Versioned datasets a run produces are loaded back at the run's own version, so two
       concurrent runs never read each other's "latest".
+    - A dataset pinned to another run's version (``--load-versions``, ``repro run --from-run``,
+      ``repro resume``) has its stored bytes checked against that run's ledger before any node
+      runs: a flipped byte stops the run, naming the dataset, file and both digests.
     - The record holds the command, pipeline, parameters (design choices and tunable ones apart,
-      each with its digest), seeds, environment, the digest and version of every input, the
-      ledger (content digest of every dataset each node saves), node timings, metrics,
-      non-deterministic operators met, and the status.
+      each with its digest), seeds, environment, the code snapshot (commit, stored patch, lock
+      files), the digest and version of every input, the ledger (content digest and stored-file
+      digests of every dataset each node saves), node timings and completion, checkpoint
+      digests, metrics, non-deterministic operators met, and the status.
+    - A node is complete only once every one of its outputs is saved.
+    - A final record is sealed in the runs log (:mod:`speech_repro.repro.runlog`).
     - ``snapshot`` names a table whose ``key``/``value`` columns are written beside the record as
       the data snapshot (e.g. utterance id -> audio digest).
     """
@@ -79,13 +96,16 @@ class RunRecordHook:
         self.snapshot = snapshot
         self.metrics_dataset = metrics_dataset
         self.resume_dataset = resume_dataset
+        self._lock = threading.RLock()  # ThreadRunner calls the hooks from several threads
         self._reset()
 
     def _reset(self) -> None:
         self.record: dict[str, Any] | None = None
         self._catalog: Any = None
         self._free_inputs: set[str] = set()
+        self._pinned: dict[str, str] = {}
         self._node_started: dict[str, float] = {}
+        self._stores: dict[str, Any] = {}
         self._started = 0.0
         self._showwarning: Any = None
 
@@ -104,11 +124,21 @@ class RunRecordHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        runner = _runner_name(run_params.get("runner"))
+        if runner in PROCESS_RUNNERS:
+            raise RuntimeError(
+                f"{runner} runs nodes in other processes, where this project's run record cannot "
+                "see what they save; use the default SequentialRunner or --runner ThreadRunner"
+            )
         self._reset()
         run_id = run_params["run_id"]
         pinned = dict(run_params.get("load_versions") or {})
+        check_pinned_inputs(
+            self._project, pinned, exempt={self.resume_dataset} if self.resume_dataset else set()
+        )
         _pin_run_local_versions(catalog, pipeline.all_outputs(), run_id, pinned)
         self._catalog = catalog
+        self._pinned = pinned
         self._free_inputs = {
             d for d in pipeline.inputs() if not d.startswith("params:") and d != "parameters"
         }
@@ -128,19 +158,8 @@ class RunRecordHook:
             "command": [redact(a) for a in sys.argv],
             "pipelines": run_params.get("pipeline_names") or ["__default__"],
             "env": run_params.get("env"),
-            "run_options": _redacted_json(
-                {
-                    k: run_params.get(k)
-                    for k in (
-                        "tags",
-                        "node_names",
-                        "from_nodes",
-                        "to_nodes",
-                        "namespaces",
-                        "runtime_params",
-                    )
-                }
-            ),
+            "runner": runner,
+            "run_options": _redacted_json({k: run_params.get(k) for k in RUN_OPTIONS}),
             "load_versions": pinned,
             "resumed_from": pinned.get(self.resume_dataset) if self.resume_dataset else None,
             "parameters": {
@@ -152,29 +171,39 @@ class RunRecordHook:
             },
             "seeds": dict(_seeds(params)),
             "environment": capture_environment(self._project),
+            "code": None,
             "inputs": {},
             "ledger": {},
             "nodes": {},
+            "checkpoints": {},
             "nondeterministic_operations": [],
             "metrics": None,
             "data_snapshot": None,
             "error": None,
         }
+        self.record["code"] = capture_code(self._project, self._dir)
         self._capture_warnings()
         self._write()
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
-        if (
-            self.record is None
-            or dataset_name not in self._free_inputs
-            or dataset_name in self.record["inputs"]
-        ):
-            return
-        self.record["inputs"][dataset_name] = {
-            "version": _resolved_load_version(self._catalog, dataset_name),
-            "digest": content_digest(data, self._project),
-        }
+        with self._lock:
+            if (
+                self.record is None
+                or dataset_name not in self._free_inputs
+                or dataset_name in self.record["inputs"]
+            ):
+                return
+            if hasattr(data, "digests") and hasattr(data, "resume_from"):  # a checkpoint store
+                self._stores[dataset_name] = data
+                if data.resume_from is None:
+                    return  # a fresh store: the run read nothing from another run
+            pinned = self._pinned.get(dataset_name)
+            self.record["inputs"][dataset_name] = {
+                "version": pinned or _resolved_load_version(self._catalog, dataset_name),
+                "digest": content_digest(data, self._project),
+                "run": pinned if pinned and is_run_id(pinned) else None,
+            }
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
@@ -182,43 +211,61 @@ class RunRecordHook:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
-        if self.record is None:
-            return
-        if isinstance(data, Iterator):  # a stream the dataset consumed: digest what was stored
-            data = self._catalog.load(dataset_name)
-        version = self.record["run_id"] if _is_versioned(self._catalog, dataset_name) else None
-        self.record["ledger"][dataset_name] = {
-            "node": node.name,
-            "version": version,
-            "digest": content_digest(data, self._project),
-        }
-        if dataset_name == self.metrics_dataset:
-            self.record["metrics"] = data
-        if node.name in self._node_started:  # streamed outputs are computed while being saved
-            entry = self.record["nodes"].setdefault(node.name, {"outputs": []})
-            entry["seconds"] = round(time.perf_counter() - self._node_started[node.name], 3)
-        if self.snapshot and dataset_name == self.snapshot["dataset"]:
-            snapshot = dict(
-                zip(data[self.snapshot["key"]], data[self.snapshot["value"]], strict=True)
-            )
-            write_json(self._dir / SNAPSHOT_FILE, snapshot)
-            self.record["data_snapshot"] = {
-                "file": SNAPSHOT_FILE,
-                "items": len(snapshot),
-                "digest": json_digest(snapshot),
+        with self._lock:
+            if self.record is None:
+                return
+            if isinstance(data, Iterator):  # a stream the dataset consumed: digest what was stored
+                data = self._catalog.load(dataset_name)
+            dataset = _dataset(self._catalog, dataset_name)
+            version = self.record["run_id"] if _is_versioned(dataset) else None
+            try:
+                digest = content_digest(data, self._project)
+            except TypeError as error:
+                raise TypeError(f"dataset {dataset_name!r}: {error}") from None
+            self.record["ledger"][dataset_name] = {
+                "node": node.name,
+                "version": version,
+                "digest": digest,
+                "files": stored_files(dataset, version, self._project),
             }
-        self._write()
+            if dataset_name == self.metrics_dataset:
+                self.record["metrics"] = data
+            entry = self.record["nodes"].setdefault(
+                node.name, {"seconds": None, "outputs": sorted(node.outputs), "complete": False}
+            )
+            if node.name in self._node_started:  # streamed outputs are computed while saved
+                entry["seconds"] = round(time.perf_counter() - self._node_started[node.name], 3)
+            entry["complete"] = set(node.outputs) <= self.record["ledger"].keys()
+            if self.snapshot and dataset_name == self.snapshot["dataset"]:
+                snapshot = dict(
+                    zip(data[self.snapshot["key"]], data[self.snapshot["value"]], strict=True)
+                )
+                write_json(self._dir / SNAPSHOT_FILE, snapshot)
+                self.record["data_snapshot"] = {
+                    "file": SNAPSHOT_FILE,
+                    "items": len(snapshot),
+                    "digest": json_digest(snapshot),
+                }
+            self._write()
 
     @hook_impl
-    def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
-        if self.record is None:
-            return
-        started = self._node_started.get(node.name, time.perf_counter())
-        self.record["nodes"][node.name] = {
-            "seconds": round(time.perf_counter() - started, 3),
-            "outputs": sorted(outputs),
-        }
-        self._write()
+    def after_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        """Kedro calls this *before* the node's outputs are saved: the node is not complete yet."""
+        with self._lock:
+            if self.record is None:
+                return
+            started = self._node_started.get(node.name, time.perf_counter())
+            self.record["nodes"][node.name] = {
+                "seconds": round(time.perf_counter() - started, 3),
+                "outputs": sorted(node.outputs),
+                "complete": not node.outputs,
+            }
+            for name in inputs:
+                if name in self._stores:
+                    self.record["checkpoints"][name] = _checkpoint_section(
+                        self._stores[name], self._project
+                    )
+            self._write()
 
     @hook_impl
     def after_pipeline_run(self) -> None:
@@ -231,17 +278,21 @@ class RunRecordHook:
         self._finish("crashed")
 
     def _finish(self, status: str) -> None:
-        if self.record is None:
-            return
-        if self._showwarning is not None:
-            warnings.showwarning = self._showwarning
-        self.record.update(
-            status=status,
-            finished_at=_now(),
-            duration_seconds=round(time.time() - self._started, 3),
-        )
-        self._write()
-        self._reset()
+        with self._lock:
+            if self.record is None:
+                return
+            if self._showwarning is not None:
+                warnings.showwarning = self._showwarning
+            self.record.update(
+                status=status,
+                finished_at=_now(),
+                duration_seconds=round(time.time() - self._started, 3),
+            )
+            self._write()
+            runlog.append(
+                self._project / self.runs_dir, self.record["run_id"], self._dir / RECORD_FILE
+            )
+            self._reset()
 
     def _capture_warnings(self) -> None:
         """Record every 'no deterministic implementation' warning (determinism mode 'warn')."""
@@ -257,6 +308,67 @@ class RunRecordHook:
         self._showwarning = original
         warnings.showwarning = showwarning
         warnings.filterwarnings("always", message=".*deterministic.*")
+
+
+RUN_OPTIONS = (
+    "tags",
+    "node_names",
+    "from_nodes",
+    "to_nodes",
+    "from_inputs",
+    "to_outputs",
+    "namespaces",
+    "runtime_params",
+)
+PROCESS_RUNNERS = {"ParallelRunner"}
+"""Runners whose nodes run in worker processes, out of sight of this process's hooks."""
+
+
+def _runner_name(runner: Any) -> str:
+    """``ThreadRunner`` from Kedro's ``str(runner)`` (``<kedro.runner...ThreadRunner object at ..>``)."""
+    text = "SequentialRunner" if runner in (None, "None") else str(runner)
+    match = re.search(r"([A-Za-z_][A-Za-z0-9_]*) object at", text)
+    return match.group(1) if match else text.rsplit(".", 1)[-1]
+
+
+def _project_relative(path: Path, project: Path) -> str:
+    if path.is_absolute() and path.is_relative_to(project):
+        path = path.relative_to(project)
+    return path.as_posix()
+
+
+def _checkpoint_section(store: Any, project: Path) -> dict[str, Any]:
+    return {
+        "directory": _project_relative(Path(store.directory), project),
+        "files": dict(store.digests()),
+        "skipped": [
+            f"{_project_relative(Path(path), project)}: {reason}"
+            for path, reason in getattr(store, "skipped", [])
+        ],
+    }
+
+
+def stored_files(dataset: Any, version: str | None, project: Path) -> dict[str, str]:
+    """Project-relative path -> file digest of everything ``dataset`` stored at ``version``.
+
+    A versioned dataset owns its whole ``<filepath>/<version>/`` folder (a report's HTML beside
+    its Markdown, every shard of a store); an unversioned one its file or folder. Datasets that
+    are not local files (memory, remote, corpus readers without a ``filepath``) store nothing
+    this can check and give ``{}``.
+    """
+    filepath = getattr(dataset, "_filepath", None)
+    if filepath is None or getattr(dataset, "_protocol", "file") not in ("file", None):
+        return {}
+    location = project / str(filepath)
+    if version is not None:
+        location = location / version
+    if location.is_file():
+        paths = [location]
+    elif location.is_dir():
+        paths = sorted(p for p in location.rglob("*") if p.is_file())
+    else:
+        return {}
+    return {p.relative_to(project).as_posix(): file_digest(p) for p in paths}
 
 
 def _now() -> str:
@@ -282,8 +394,7 @@ def _dataset(catalog: Any, name: str) -> Any:
         return None
 
 
-def _is_versioned(catalog: Any, name: str) -> bool:
-    dataset = _dataset(catalog, name)
+def _is_versioned(dataset: Any) -> bool:
     return isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None
 
 

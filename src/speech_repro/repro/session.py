@@ -14,7 +14,10 @@ from typing import Any
 
 from kedro.framework.session import KedroSession
 
-RUNS_DIR = "data/09_runs"
+from speech_repro.repro.record import RUNS_DIR
+
+__all__ = ["RUNS_DIR", "ClaimedRunSession", "claim_run_id"]
+
 _FORMAT = "%Y-%m-%dT%H.%M.%S.%f"
 
 
