@@ -83,11 +83,14 @@ def _run(project: Path) -> None:
         session.run(pipeline_names=["experiment"])
 
 
+RUNS_LOG = "data/09_runs/RUNS.log"  # append-only: a failed run adds its seal, changes nothing
+
+
 def _artifacts(project: Path) -> dict[str, str]:
     return {
         str(p.relative_to(project)): file_digest(p)
         for p in sorted((project / "data").rglob("*"))
-        if p.is_file() and ".cache" not in p.parts
+        if p.is_file() and ".cache" not in p.parts and not p.name.startswith("RUNS.log")
     }
 
 
@@ -95,7 +98,10 @@ def _artifacts(project: Path) -> dict[str, str]:
 def broken(project):
     """Yields the project; afterwards checks no artifact changed and restores corpus and conf."""
     before = _artifacts(project)
+    log = project / RUNS_LOG
+    logged = log.read_bytes() if log.exists() else b""
     yield project
+    assert (log.read_bytes() if log.exists() else b"").startswith(logged), "runs log rewritten"
     after = _artifacts(project)
     assert {k: v for k, v in after.items() if k in before} == before, "an existing artifact changed"
     assert not any("06_models/model.safetensors" in k for k in set(after) - set(before)), (

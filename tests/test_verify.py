@@ -33,7 +33,7 @@ def _files(project: Path) -> dict[str, str]:
     return {
         str(p.relative_to(project)): file_digest(p)
         for p in sorted((project / "data").rglob("*"))
-        if p.is_file()
+        if p.is_file() and ".cache" not in p.parts  # the digest cache may warm up, nothing else
     }
 
 
