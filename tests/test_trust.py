@@ -378,3 +378,17 @@ def test_a_signed_run_is_reported_with_its_signer_and_a_re_signed_one_as_unknown
     ).stdout.split()[1]
     assert fingerprint in checked.stdout
     (project / RUNS_DIR / run_id / "record.json.sig").unlink()
+
+
+def test_a_replay_never_runs_silently_in_another_environment(project, run_id, tmp_path):
+    """Recorded packages that differ from this interpreter's: verify refuses and lists them."""
+
+    def older_torch(record: dict, bundle: Path) -> None:
+        record["environment"]["packages"]["torch"] = "2.10.0"
+
+    forged = _forge(project, run_id, older_torch)
+    result = kedro(project, "repro", "verify", forged, "--workdir", str(tmp_path / "v"))
+    assert result.returncode != 0
+    assert "differs from run" in _output(result) and "torch: 2.10.0 -> 2.11.0" in _output(result)
+    assert "--sync-env" in _output(result)
+    shutil.rmtree(project / RUNS_DIR / forged)
