@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from speech_repro.repro.atomic import fsync_path
 from speech_repro.repro.hashing import bytes_digest, file_digest
 
 LOG_NAME = "RUNS.log"
@@ -157,7 +158,7 @@ def append(runs_dir: str | Path, run_id: str, record_path: str | Path) -> Entry:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(directory)  # make the new file's directory entry durable too
+            fsync_path(directory)  # make the new file's directory entry durable too
     return entry
 
 
@@ -325,11 +326,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
