@@ -155,7 +155,7 @@ def _python_section() -> dict[str, Any]:
     }
 
 
-def _packages_section() -> dict[str, str]:
+def installed_packages() -> dict[str, str]:
     """``{lower-case name: version}`` of every installed distribution; the first on the path wins."""
     packages: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
@@ -429,7 +429,7 @@ def capture_environment(project_path: Path | None = None) -> dict[str, Any]:
     project = None if project_path is None else Path(project_path)
     record = {
         "python": _python_section(),
-        "packages": _packages_section(),
+        "packages": installed_packages(),
         "torch": _torch_section(),
         "hardware": _hardware_section(),
         "determinism_env": {name: os.environ.get(name) for name in DETERMINISM_VARIABLES},

@@ -26,7 +26,7 @@ import yaml
 
 from speech_repro.repro import runlog
 from speech_repro.repro.code import CodeRestoreError, restore_code
-from speech_repro.repro.environment import _packages_section
+from speech_repro.repro.environment import installed_packages
 from speech_repro.repro.hashing import file_digest
 from speech_repro.repro.integrity import require_intact
 from speech_repro.repro.record import (
@@ -426,7 +426,7 @@ def recorded_environment(
     environment built from the recorded ``uv.lock`` (``uv sync --frozen``) in a cache keyed by
     the lock's digest; otherwise :class:`ReplayRefused` listing the package differences.
     """
-    current = _packages_section()
+    current = installed_packages()
     differences = package_differences(record.environment.packages, current)
     if not differences:
         return sys.executable, f"this interpreter ({sys.executable}), packages as recorded"
@@ -498,7 +498,7 @@ def verify(
         python, described_env = recorded_environment(project, record, workdir, sync_env)
     else:
         python = sys.executable
-        differing = package_differences(record.environment.packages, _packages_section())
+        differing = package_differences(record.environment.packages, installed_packages())
         described_env = f"this interpreter ({sys.executable}), " + (
             f"{len(differing)} package(s) differ from the run's"
             if differing
