@@ -36,9 +36,9 @@ def params() -> dict:
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory, params) -> Path:
     """A tiny corpus rendered once per session by the real synthesizer."""
-    root = tmp_path_factory.mktemp("corpus")
-    SynthesizedCorpusDataset(path=str(root), workers=2).save(dp.plan_corpus(params["corpus"]))
-    return root
+    corpora = SynthesizedCorpusDataset(path=str(tmp_path_factory.mktemp("corpus")), workers=2)
+    corpora.save(dp.plan_corpus(params["corpus"]))
+    return corpora.folder  # the plan's own folder: wav/, plan.csv, B3SUMS
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,7 @@ def test_manifest_validation_reports_every_problem_at_once(prepared, params):
         (3, "channels"),
         (4, "vocabulary"),
     ]:
-        assert f"{bad.loc[index, 'utt_id']} ({bad.loc[index, 'audio_path']}): " in message
+        assert f"{bad.loc[index, 'audio_path']} '{bad.loc[index, 'utt_id']}': " in message
         assert problem in message
 
 
@@ -188,3 +188,159 @@ def test_drift_report_flags_a_shifted_split(prepared, params):
     assert shifted["splits"]["test"]["ks_critical"] > 1.0
     with pytest.raises(ValueError, match="drift"):
         dp.drift_report(stats, prepared["split_lock"], {**params["drift"], "fail": True})
+
+
+# --- splits: never silently empty, explicit assignment, look-alike speaker ids ---------------
+
+# sha256 of the sorted "speaker<TAB>split" lines of the plan's speakers, before ids were
+# normalised: NFKC of an ASCII id is the id itself, so no speaker of the default runs moved.
+DEFAULT_ASSIGNMENT = {
+    "local": "d0f091fe9abeefa210377d4e69c951dda8c34b5704406163b239fcddf650a1d2",
+    "test": "af13d2bd384b2e8c9e5adfc2f32b80d801bd200f80fa544710b7798c9749b81f",
+}
+
+
+def _fullwidth(identifier: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in identifier)
+
+
+def _plan_lock(env: str) -> pd.DataFrame:
+    from kedro.config import OmegaConfigLoader
+
+    from .conftest import PROJECT_ROOT
+
+    params = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )["parameters"]
+    plan = dp.plan_corpus(params["corpus"])
+    manifest = plan[["utt_id", "speaker"]].assign(
+        digest=[bytes_digest(u.encode()) for u in plan["utt_id"]]
+    )
+    return dp.assign_splits(manifest, params["split"])
+
+
+@pytest.mark.parametrize("env", ["local", "test"])
+def test_the_default_split_assignment_is_unchanged(env):
+    import hashlib
+
+    lock = _plan_lock(env)
+    lines = "\n".join(
+        f"{s}\t{x}" for s, x in sorted(set(zip(lock.speaker, lock.split, strict=True)))
+    )
+    assert hashlib.sha256(lines.encode()).hexdigest() == DEFAULT_ASSIGNMENT[env]
+
+
+def _six_speakers_all_hashed_into_train(prepared, params) -> pd.DataFrame:
+    manifest = prepared["manifest"]
+    edge = params["split"]["fractions"]["train"]
+    train = [s for s in sorted(manifest["speaker"].unique())
+             if dp.speaker_bucket(s, params["split"]["salt"]) < edge][:6]  # fmt: skip
+    return manifest[manifest["speaker"].isin(train)].reset_index(drop=True)
+
+
+def test_a_named_split_that_the_hash_leaves_empty_is_an_error(prepared, params):
+    manifest = _six_speakers_all_hashed_into_train(prepared, params)
+    with pytest.raises(dp.SplitAssignmentError) as error:
+        dp.assign_splits(manifest, params["split"])
+    message = str(error.value)
+    assert "split 'dev' is empty: 6 speakers, all hashed into train" in message
+    assert "split 'test' is empty" in message
+    assert "use split.method: assigned with explicit speaker lists" in message
+
+
+def test_a_split_with_fraction_zero_may_be_empty(prepared, params):
+    manifest = _six_speakers_all_hashed_into_train(prepared, params)
+    split = {
+        **params["split"],
+        "names": ["train", "test"],
+        "fractions": {"train": 1.0, "test": 0.0},
+    }
+    assert set(dp.assign_splits(manifest, split)["split"]) == {"train"}
+
+
+def test_assigned_speakers_go_where_they_are_listed_and_the_rest_to_train(prepared, params):
+    manifest = prepared["manifest"]
+    speakers = sorted(manifest["speaker"].unique())
+    split = {**params["split"], "method": "assigned",
+             "assigned": {"dev": speakers[:2], "test": [speakers[2]]}}  # fmt: skip
+    lock = dp.assign_splits(manifest, split)
+    by_speaker = lock.groupby("speaker")["split"].first()
+    assert by_speaker[speakers[:2]].eq("dev").all() and by_speaker[speakers[2]] == "test"
+    assert by_speaker[speakers[3:]].eq("train").all()
+
+
+def test_assigned_lists_are_validated_all_at_once(prepared, params):
+    speakers = sorted(prepared["manifest"]["speaker"].unique())
+    split = {**params["split"], "method": "assigned",
+             "assigned": {"dev": [speakers[0], "nobody"], "test": [speakers[0]],
+                          "eval": [speakers[1]]}}  # fmt: skip
+    with pytest.raises(dp.SplitAssignmentError) as error:
+        dp.assign_splits(prepared["manifest"], split)
+    message = str(error.value)
+    assert "unknown speaker 'nobody' in split.assigned.dev" in message
+    assert f"speaker '{speakers[0]}' is listed in several splits (dev, test)" in message
+    assert "split.assigned.eval: 'eval' is not in split.names ['train', 'dev', 'test']" in message
+
+
+def test_an_assigned_split_without_speakers_is_an_error(prepared, params):
+    speakers = sorted(prepared["manifest"]["speaker"].unique())
+    split = {**params["split"], "method": "assigned", "assigned": {"dev": speakers, "test": []}}
+    with pytest.raises(dp.SplitAssignmentError) as error:
+        dp.assign_splits(prepared["manifest"], split)
+    message = str(error.value)
+    assert "split 'test' is empty: split.assigned.test lists no speaker" in message
+    assert f"split 'train' is empty: all {len(speakers)} speakers are listed" in message
+
+
+def test_an_assigned_list_matches_look_alike_spellings_of_a_speaker(prepared, params):
+    manifest = prepared["manifest"].copy()
+    speaker, other = sorted(manifest["speaker"].unique())[::15]
+    rows = manifest.index[manifest["speaker"] == speaker]
+    manifest.loc[rows[:2], "speaker"] = _fullwidth(speaker)
+    split = {**params["split"], "method": "assigned",
+             "assigned": {"dev": [speaker + "\u200b"], "test": [other]}}  # fmt: skip
+    lock = dp.assign_splits(manifest, split)
+    assert set(lock.loc[lock["utt_id"].isin(manifest.loc[rows, "utt_id"]), "split"]) == {"dev"}
+
+
+@pytest.mark.parametrize(
+    "spelling", [_fullwidth, lambda s: s + "\u200b"], ids=["fullwidth", "zwsp"]
+)
+def test_look_alike_speaker_ids_in_two_given_splits_are_a_leak(prepared, spelling):
+    manifest = prepared["manifest"].copy()
+    manifest["given_split"] = (
+        prepared["split_lock"].set_index("utt_id").loc[manifest["utt_id"], "split"].to_numpy()
+    )
+    speaker = manifest.loc[manifest["given_split"] == "train", "speaker"].iloc[0]
+    moved = manifest.index[manifest["speaker"] == speaker][:2]
+    manifest.loc[moved, "speaker"] = spelling(speaker)
+    manifest.loc[moved, "given_split"] = "test"
+    with pytest.raises(LeakageError) as error:
+        dp.assign_splits(manifest, {"method": "given"})
+    message = str(error.value)
+    assert f"speaker {speaker} is in several splits" in message
+    assert ascii(spelling(speaker)) in message  # the invisible difference made visible
+    lock = manifest[["utt_id", "speaker", "given_split", "digest"]].rename(
+        columns={"given_split": "split"}
+    )
+    with pytest.raises(pandera.errors.SchemaError):
+        SplitLock.validate(lock)
+
+
+def test_the_hash_puts_look_alike_spellings_of_a_speaker_together(prepared, params):
+    manifest = prepared["manifest"].copy()
+    for speaker in manifest["speaker"].unique()[:4]:
+        rows = manifest.index[manifest["speaker"] == speaker]
+        manifest.loc[rows[:2], "speaker"] = _fullwidth(speaker)
+    lock = dp.assign_splits(manifest, params["split"])  # no LeakageError
+    reference = prepared["split_lock"].set_index("utt_id")["split"]
+    assert lock.set_index("utt_id")["split"].equals(reference.loc[lock["utt_id"]])
+
+
+def test_assigned_lists_without_the_assigned_method_are_refused(prepared, params):
+    speaker = prepared["manifest"]["speaker"].iloc[0]
+    with pytest.raises(dp.SplitAssignmentError, match=r"split\.method is 'speaker_hash'"):
+        dp.assign_splits(prepared["manifest"], {**params["split"], "assigned": {"dev": [speaker]}})

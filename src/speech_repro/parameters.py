@@ -24,7 +24,7 @@ PARAMETER_SCHEMA = {
         "sample_rate": None,
     },
     "audio": AudioPolicy,
-    "split": {"method", "salt", "names", "fractions"},
+    "split": {"method", "salt", "names", "fractions", "assigned"},  # assigned: {split: [speaker]}
     "features": FeatureConfig,
     "sharding": {"utterances_per_shard", "workers", "min_utterances_for_pool"},
     "drift": {"max_ks", "alpha", "fail"},

@@ -7,6 +7,7 @@ and load. Rules that depend on configuration (audio policy, vocabulary) are adde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,9 @@ from pandera.typing import Series
 
 from speech_repro.asr.audio import AudioPolicy
 from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.corpora.identifiers import normalize_id
 from speech_repro.corpora.paths import is_stored_path
+from speech_repro.corpora.problems import CorpusProblem, CorpusProblemsError
 
 DIGEST = r"^blake3:[0-9a-f]{64}$"
 
@@ -57,8 +60,9 @@ class SplitLock(pa.DataFrameModel):
 
     @pa.dataframe_check
     def speakers_are_disjoint(cls, df):
-        """No speaker in two splits."""
-        return df.groupby("speaker")["split"].transform("nunique") == 1
+        """No speaker in two splits, comparing ids after Unicode normalisation (``normalize_id``):
+        a fullwidth spelling of ``en-us_m1`` and ``en-us_m1`` are one voice."""
+        return df.groupby(normalized_ids(df["speaker"]))["split"].transform("nunique") == 1
 
     @pa.dataframe_check
     def audio_is_disjoint(cls, df):
@@ -93,8 +97,113 @@ class Hypotheses(pa.DataFrameModel):
     hypothesis: Series[str] = pa.Field(nullable=False)
 
 
-class CorpusValidationError(ValueError):
-    """The corpus breaks the manifest's rules; the message names every offending utterance."""
+class CorpusValidationError(CorpusProblemsError):
+    """The corpus breaks the manifest's rules; ``problems`` holds every one, grouped in the message."""
+
+
+# Kinds of problems found in the audio and transcripts, with the option that fixes each.
+UNREADABLE = "unreadable audio"
+SAMPLE_RATE = "sample rate"
+CHANNELS = "channels"
+DURATION = "duration"
+EMPTY_TRANSCRIPT = "empty transcript"
+OUT_OF_VOCABULARY = "characters outside the vocabulary"
+SCHEMA = "manifest schema"
+
+
+def _audio_problems(
+    manifest: pd.DataFrame,
+    policy: AudioPolicy,
+    vocabulary: CharVocabulary,
+    normalize: TextNormalization,
+    where: pd.Series,
+) -> list[CorpusProblem]:
+    """The configured rules (audio policy, duration bounds, vocabulary), one record per breach."""
+    problems = []
+    bounds = f"[{policy.min_seconds}, {policy.max_seconds}] s"
+    for index, row in zip(manifest.index, manifest.itertuples(index=False), strict=True):
+
+        def problem(kind: str, reason: str, fix: str = "", row=row, index=index) -> CorpusProblem:
+            return CorpusProblem(kind, str(where[index]), row.utt_id, reason, fix)
+
+        if row.audio_error:
+            problems.append(problem(UNREADABLE, row.audio_error))
+        else:
+            if row.sample_rate != policy.sample_rate and not policy.resample:
+                problems.append(
+                    problem(
+                        SAMPLE_RATE,
+                        f"sample rate is not {policy.sample_rate} Hz ({row.sample_rate} Hz) and "
+                        "audio.resample is false",
+                        f"set audio.resample: true to resample to {policy.sample_rate} Hz",
+                    )
+                )
+            if row.channels > 1 and policy.downmix == "error":
+                problems.append(
+                    problem(
+                        CHANNELS,
+                        f"several channels ({row.channels}) and audio.downmix is 'error'",
+                        "set audio.downmix: mean (or first)",
+                    )
+                )
+            if not policy.min_seconds <= row.duration <= policy.max_seconds:
+                problems.append(
+                    problem(
+                        DURATION,
+                        f"duration {row.duration:.3f} s outside {bounds}",
+                        "set audio.min_seconds / audio.max_seconds, or cut long recordings into "
+                        "segments",
+                    )
+                )
+        normalized = normalize(row.transcript)
+        if not normalized:
+            problems.append(
+                problem(
+                    EMPTY_TRANSCRIPT,
+                    f"transcript {row.transcript!r} is empty after normalisation",
+                    "transcribe the utterance or remove it from the manifest",
+                )
+            )
+        elif unknown := vocabulary.out_of_vocabulary(normalized):
+            problems.append(
+                problem(
+                    OUT_OF_VOCABULARY,
+                    f"characters outside the vocabulary: {''.join(sorted(set(unknown)))!r}",
+                    "extend text.vocabulary (conf/base/parameters.yml)",
+                )
+            )
+    return problems
+
+
+def _schema_problems(manifest: pd.DataFrame, where: pd.Series) -> list[CorpusProblem]:
+    """The ``Manifest`` schema's failures that the configured rules did not already name."""
+    try:
+        Manifest.validate(manifest, lazy=True)
+    except SchemaErrors as errors:
+        problems = []
+        for case in errors.failure_cases.itertuples():
+            if case.index is None or pd.isna(case.index) or case.column == "audio_error":
+                continue
+            index = int(case.index)
+            # An unreadable file fails the size checks too; its audio error says it once.
+            if manifest.at[index, "audio_error"] and case.column not in {
+                "utt_id",
+                "transcript",
+                "speaker",
+            }:
+                continue
+            if case.column in {"duration"} and case.check.startswith("greater_than"):
+                continue  # a zero duration is the duration rule's breach, already named
+            problems.append(
+                CorpusProblem(
+                    SCHEMA,
+                    str(where[index]),
+                    str(manifest.at[index, "utt_id"]),
+                    f"{case.column}: {case.check}",
+                )
+            )
+        return problems
+    return []
 
 
 def validate_manifest(
@@ -103,64 +212,31 @@ def validate_manifest(
     vocabulary: CharVocabulary,
     normalize: TextNormalization,
     audio_root: str | Path | None = None,
+    found: Sequence[CorpusProblem] = (),
 ) -> pd.DataFrame:
     """Check ``manifest`` against :class:`Manifest` plus the configured rules, all failures at once.
 
-    With ``audio_root`` (the corpus root) the report names each file by its full path, which the
-    manifest stores relative to that root.
+    ``found`` are problems found before (reading the corpus: malformed lines, missing files,
+    duplicate or colliding ids); they are reported first, in the same error. With
+    ``audio_root`` (the corpus root) the report names each file by its full path, which the
+    manifest stores relative to that root. Raises one ``CorpusValidationError`` whose message
+    groups the problems by kind (count, first examples, the option that fixes them).
     """
-    normalized = manifest["transcript"].map(normalize)
-    rate_ok = manifest["sample_rate"].eq(policy.sample_rate) | policy.resample
-    checks = {
-        "transcript is empty after normalisation": normalized.str.len() > 0,
-        "characters outside the vocabulary": normalized.map(
-            lambda t: not vocabulary.out_of_vocabulary(t)
-        ),
-        f"sample rate is not {policy.sample_rate} Hz and audio.resample is false": rate_ok
-        | (manifest["audio_error"] != ""),
-        "several channels and audio.downmix is 'error'": manifest["channels"].le(1)
-        | (policy.downmix != "error"),
-        f"duration outside [{policy.min_seconds}, {policy.max_seconds}] s": manifest[
-            "duration"
-        ].between(policy.min_seconds, policy.max_seconds)
-        | (manifest["audio_error"] != ""),
-    }
-    problems: dict[int, list[str]] = {}
-    for label, ok in checks.items():
-        for index in manifest.index[~ok]:
-            problems.setdefault(index, []).append(label)
-    try:
-        Manifest.validate(manifest, lazy=True)
-    except SchemaErrors as errors:
-        for case in errors.failure_cases.itertuples():
-            if case.index is None or pd.isna(case.index):
-                continue
-            if (
-                manifest.at[int(case.index), "audio_error"]
-                and case.column != "audio_error"
-                and case.column not in {"utt_id", "transcript", "speaker"}
-            ):
-                continue  # an unreadable file fails the size checks too; say it once
-            label = (
-                "unreadable audio"
-                if case.column == "audio_error"
-                else f"{case.column}: {case.check}"
-            )
-            problems.setdefault(int(case.index), []).append(label)
+    where = (
+        manifest["audio_path"]
+        if audio_root is None
+        else manifest["audio_path"].map(lambda stored: str(Path(audio_root) / stored))
+    )
+    problems = [*found, *_audio_problems(manifest, policy, vocabulary, normalize, where)]
+    problems += _schema_problems(manifest, where)
     if problems:
-        lines = []
-        for index in sorted(problems):
-            row = manifest.loc[index]
-            detail = f" [{row['audio_error']}]" if row["audio_error"] else ""
-            where = (
-                row["audio_path"] if audio_root is None else Path(audio_root) / row["audio_path"]
-            )
-            lines.append(
-                f"  {row['utt_id']} ({where}): {'; '.join(dict.fromkeys(problems[index]))}{detail}"
-            )
+        utterances = {(p.utterance, p.location) for p in problems if p.utterance}
+        others = sum(1 for p in problems if not p.utterance)
         raise CorpusValidationError(
-            f"{len(problems)} utterance(s) break the corpus rules; nothing was trained:\n"
-            + "\n".join(lines)
+            f"{len(utterances)} utterance(s) break the corpus rules"
+            + (f" (and {others} other problem(s))" if others else "")
+            + "; nothing was trained",
+            problems,
         )
     return manifest
 
@@ -169,9 +245,18 @@ class LeakageError(ValueError):
     """The same speaker or the same audio sits in two splits."""
 
 
+def normalized_ids(values: pd.Series) -> pd.Series:
+    """``values`` through ``normalize_id``, computed once per distinct value."""
+    return values.map({value: normalize_id(value) for value in values.unique()})
+
+
 def in_several_splits(lock: pd.DataFrame, column: str) -> list[str]:
-    """Values of ``column`` (a speaker, an audio digest) that occur in more than one split."""
-    splits = lock.groupby(column)["split"].nunique()
+    """Values of ``column`` (a speaker, an audio digest) that occur in more than one split.
+
+    Values are compared, and returned, after Unicode normalisation (``normalize_id``), so
+    look-alike spellings of one speaker count as that speaker.
+    """
+    splits = lock.groupby(normalized_ids(lock[column]))["split"].nunique()
     return sorted(splits[splits > 1].index)
 
 
@@ -182,11 +267,15 @@ def validate_split_lock(lock: pd.DataFrame) -> pd.DataFrame:
     except SchemaErrors as errors:
         lines = []
         for column, label in (("speaker", "speaker"), ("digest", "identical audio")):
+            keys = normalized_ids(lock[column])
             for value in in_several_splits(lock, column):
-                group = lock[lock[column] == value]
+                group = lock[keys == value]
                 where = "; ".join(
                     f"{split}: {', '.join(g['utt_id'])}" for split, g in group.groupby("split")
                 )
+                spellings = group[column].unique()
+                if len(spellings) > 1:  # ascii() shows what a reader cannot see (e.g. U+200B)
+                    where = f"spelled {', '.join(map(ascii, spellings))}; {where}"
                 lines.append(f"  {label} {value} is in several splits ({where})")
         if not lines:
             raise

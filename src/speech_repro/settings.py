@@ -5,6 +5,7 @@ import os
 from kedro.config import OmegaConfigLoader
 
 from speech_repro.parameters import DESIGN_SECTIONS, PARAMETER_SCHEMA
+from speech_repro.pipelines.embedded_corpus.hooks import EmbeddedCorpusHook
 from speech_repro.repro.hooks import DeterminismHook, ParameterCheckHook, RunRecordHook
 from speech_repro.repro.session import ClaimedRunSession
 
@@ -20,6 +21,7 @@ RUN_RECORD = RunRecordHook(
 HOOKS = (
     *((RUN_RECORD,) if os.environ.get("SPEECH_REPRO_RECORD", "1") != "0" else ()),
     DeterminismHook(),
+    EmbeddedCorpusHook(),  # raw_corpus reads the corpus of the run's corpus parameters
     ParameterCheckHook(PARAMETER_SCHEMA),
 )
 

@@ -73,3 +73,18 @@ def test_systems_scored_on_different_utterances_are_refused():
     with pytest.raises(ValueError, match="different utterances"):
         paired_speaker_bootstrap(a, a.iloc[:1])
     assert np.isfinite(speaker_wer_interval(a)["wer"])
+
+
+def test_one_speaker_has_an_undefined_interval_not_a_zero_width_one():
+    """Resampling one speaker can only return that speaker: the interval says nothing."""
+    result = speaker_wer_interval(hypotheses({"a": [1, 2, 0]}), replicates=200)
+    assert result["wer"] == pytest.approx(3 / 12)
+    assert result["ci_low"] is None and result["ci_high"] is None
+    assert result["ci_undefined"] == "1 speaker"
+    assert result["speakers"] == 1
+
+
+def test_two_speakers_have_a_defined_interval():
+    result = speaker_wer_interval(hypotheses({"a": [1, 2], "b": [0, 0]}), replicates=200)
+    assert result["ci_undefined"] is None
+    assert result["ci_low"] <= result["wer"] <= result["ci_high"]

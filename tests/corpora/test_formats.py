@@ -14,6 +14,8 @@ import soundfile as sf
 
 from speech_repro.corpora.formats import (
     INDEX_COLUMNS,
+    MALFORMED,
+    MISSING_FILE,
     READERS,
     CorpusFormatError,
     read_common_voice,
@@ -150,8 +152,10 @@ def test_librispeech_malformed_lines_are_all_named(tmp_path):
     with pytest.raises(CorpusFormatError) as excinfo:
         read_corpus("librispeech", tmp_path)
     message = problems_of(excinfo)
-    assert f"{trans}:2:" in message and f"{trans}:4:" in message
-    assert len(excinfo.value.problems) == 2
+    assert f"{trans}:2:" in message and f"{trans}:4 '26-198-0003':" in message
+    # Reported together with the audio files the well-formed lines name but that do not exist.
+    assert [p.kind for p in excinfo.value.problems].count(MALFORMED) == 2
+    assert [p.kind for p in excinfo.value.problems].count(MISSING_FILE) == 2
 
 
 def test_librispeech_missing_audio_named(tmp_path, utterances):
@@ -265,7 +269,7 @@ def test_kaldi_malformed_and_inconsistent_files(tmp_path, utterances):
     with pytest.raises(CorpusFormatError) as excinfo:
         read_kaldi_dir(tmp_path)
     message = problems_of(excinfo)
-    for where in (f"{utt2spk}:2:", f"{utt2spk}:3:", f"{segments}:2:", f"{segments}:3:"):
+    for where in (f"{utt2spk}:2:", f"{utt2spk}:3 'c':", f"{segments}:2 'b':", f"{segments}:3 'c':"):
         assert where in message
 
 
@@ -332,8 +336,9 @@ def test_nemo_malformed_lines_are_all_named(tmp_path):
         read_corpus("jsonl", manifest)
     message = problems_of(excinfo)
     assert f"{manifest}:2: invalid JSON" in message
-    assert f"{manifest}:4:" in message and "'text'" in message and "'duration'" in message
-    assert len(excinfo.value.problems) == 2
+    assert f"{manifest}:4 'c':" in message and "'text'" in message and "'duration'" in message
+    assert [p.kind for p in excinfo.value.problems].count(MALFORMED) == 2
+    assert [p.kind for p in excinfo.value.problems].count(MISSING_FILE) == 1  # a.wav
 
 
 def test_nemo_duplicate_audio_paths_are_duplicate_ids(tmp_path, utterances):

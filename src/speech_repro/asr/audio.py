@@ -36,12 +36,17 @@ class AudioPolicy:
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What inspecting one (segment of an) audio file found; ``error`` is empty when readable."""
+    """What inspecting one (segment of an) audio file found; ``error`` is empty when readable.
+
+    ``decoded`` is False when the span was refused on its header alone (outside the duration
+    bounds): ``num_samples`` is then the header's count and the samples were never read.
+    """
 
     sample_rate: int = 0
     channels: int = 0
     num_samples: int = 0
     error: str = ""
+    decoded: bool = True
 
 
 def _frames(rate: int, start: float, end: float) -> tuple[int, int | None]:
@@ -49,46 +54,76 @@ def _frames(rate: int, start: float, end: float) -> tuple[int, int | None]:
     return first, (None if end is None or math.isnan(end) else round(end * rate))
 
 
-def inspect_audio(path: str, start: float = 0.0, end: float = math.nan) -> AudioInfo:
-    """Decode the whole (segment of the) file once and report its properties or what is wrong.
+def span_frames(rate: int, frames: int, start: float, end: float) -> tuple[int, int]:
+    """First and last (exclusive) sample frame of ``[start, end)`` seconds in a file of ``frames``.
 
-    Catches unreadable, empty, truncated (header promises more data than the file holds),
-    undecodable, non-finite and absurdly large samples (whose features would be inf or NaN).
+    ``end`` NaN means the end of the file. Raises ``ValueError`` for non-finite times.
+    """
+    if not (math.isfinite(start) and (math.isnan(end) or math.isfinite(end))):
+        raise ValueError(f"segment times {start}, {end} are not finite")
+    first, last = _frames(rate, start, end)
+    return first, frames if last is None else last
+
+
+BLOCK_FRAMES = 1 << 16  # samples decoded at a time by the scan (256 KiB per channel as float32)
+
+
+def inspect_audio(
+    path: str,
+    start: float = 0.0,
+    end: float = math.nan,
+    min_seconds: float | None = None,
+    max_seconds: float | None = None,
+) -> AudioInfo:
+    """Report the properties of (a segment of) a file, or what is wrong with it.
+
+    Rate, channels and length come from the header first: a span outside ``[min_seconds,
+    max_seconds]`` (when given) is reported with ``decoded=False`` and never decoded, so a
+    two-hour file costs a header read. Otherwise the span is decoded once, in blocks of
+    ``BLOCK_FRAMES`` (memory does not grow with the file), which catches unreadable, empty,
+    truncated (header promises more data than the file holds), undecodable, non-finite and
+    absurdly large samples (whose features would be inf or NaN).
     """
     try:
         info = sf.info(path)
     except Exception as error:  # libsndfile raises several types; the message is what matters
         return AudioInfo(error=f"unreadable: {error}")
+    rate, channels = info.samplerate, info.channels
     if "should be" in info.extra_info:  # libsndfile's parser noticed a chunk larger than the file
-        return AudioInfo(
-            info.samplerate, info.channels, 0, "truncated: header and file size disagree"
-        )
-    first, last = _frames(info.samplerate, start, end)
-    if last is not None and last > info.frames:
-        return AudioInfo(
-            info.samplerate,
-            info.channels,
-            0,
-            f"segment ends after the file ({info.frames} samples)",
-        )
+        return AudioInfo(rate, channels, 0, "truncated: header and file size disagree")
     try:
-        wave, _ = sf.read(path, start=first, stop=last, dtype="float32", always_2d=True)
+        first, last = span_frames(rate, info.frames, start, end)
+    except (ValueError, OverflowError) as error:
+        return AudioInfo(rate, channels, 0, f"invalid segment: {error}")
+    if last > info.frames:
+        return AudioInfo(rate, channels, 0, f"segment ends after the file ({info.frames} samples)")
+    if last <= first:
+        return AudioInfo(rate, channels, 0, "empty: no samples")
+    seconds = (last - first) / rate
+    too_short = min_seconds is not None and seconds < min_seconds
+    if too_short or (max_seconds is not None and seconds > max_seconds):
+        return AudioInfo(rate, channels, last - first, decoded=False)
+    count, peak = 0, 0.0
+    try:
+        stop = None if math.isnan(end) else last
+        for block in sf.blocks(
+            path, blocksize=BLOCK_FRAMES, start=first, stop=stop, dtype="float32", always_2d=True
+        ):
+            if not np.isfinite(block).all():
+                return AudioInfo(
+                    rate, channels, count + len(block), "non-finite samples (NaN or inf)"
+                )
+            count += len(block)
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
     except Exception as error:
-        return AudioInfo(info.samplerate, info.channels, 0, f"undecodable: {error}")
-    if len(wave) == 0:
-        return AudioInfo(info.samplerate, info.channels, 0, "empty: no samples")
-    if not np.isfinite(wave).all():
+        return AudioInfo(rate, channels, 0, f"undecodable: {error}")
+    if count == 0:
+        return AudioInfo(rate, channels, 0, "empty: no samples")
+    if peak > MAX_SAMPLE:  # float files can hold values whose power overflows
         return AudioInfo(
-            info.samplerate, info.channels, len(wave), "non-finite samples (NaN or inf)"
+            rate, channels, count, f"samples beyond +-{MAX_SAMPLE:g} (features would overflow)"
         )
-    if np.abs(wave).max() > MAX_SAMPLE:  # float files can hold values whose power overflows
-        return AudioInfo(
-            info.samplerate,
-            info.channels,
-            len(wave),
-            f"samples beyond +-{MAX_SAMPLE:g} (features would overflow)",
-        )
-    return AudioInfo(info.samplerate, info.channels, len(wave))
+    return AudioInfo(rate, channels, count)
 
 
 def load_audio(

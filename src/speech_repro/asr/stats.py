@@ -49,14 +49,20 @@ def pooled_word_errors(runs: pd.DataFrame | Sequence[pd.DataFrame]) -> pd.DataFr
     return pooled.reset_index()
 
 
+UNDEFINED_INTERVAL_METHOD = "undefined (fewer than 2 speakers)"
+
+
 def speaker_wer_interval(
     hypotheses: pd.DataFrame, replicates: int = 2000, seed: int = 0, level: float = 0.95
-) -> dict[str, float | int | str]:
+) -> dict[str, float | int | str | None]:
     """WER with a bootstrap confidence interval that resamples speakers, not utterances.
 
     ``scipy.stats.bootstrap`` with the BCa method over per-speaker (errors, words) pairs; when
-    BCa is undefined (e.g. every speaker has zero errors, or a single speaker) the percentile
-    interval is reported instead, and ``method`` says which one was used.
+    BCa is undefined (e.g. every speaker has zero errors) the percentile interval is reported
+    instead, and ``method`` says which one was used. With fewer than two speakers there is no
+    interval: resampling one speaker returns that speaker, a zero-width interval that claims a
+    certainty the data cannot give. ``ci_low`` and ``ci_high`` are then ``None`` and
+    ``ci_undefined`` says why (``"1 speaker"``); otherwise ``ci_undefined`` is ``None``.
     """
     per_speaker = word_errors(hypotheses).groupby("speaker", sort=True)[["errors", "words"]].sum()
     errors = per_speaker["errors"].to_numpy(dtype=float)
@@ -66,29 +72,39 @@ def speaker_wer_interval(
     def ratio(e: np.ndarray, w: np.ndarray, axis: int = -1) -> np.ndarray:
         return e.sum(axis=axis) / np.maximum(w.sum(axis=axis), 1)
 
-    low = high = wer
-    method = "percentile"
-    if len(per_speaker) > 1:
-        for method in ("BCa", "percentile"):
-            with warnings.catch_warnings():  # a degenerate BCa warns and returns NaN
-                warnings.simplefilter("ignore")
-                result = scipy.stats.bootstrap(
-                    (errors, words),
-                    ratio,
-                    paired=True,
-                    vectorized=True,
-                    n_resamples=replicates,
-                    confidence_level=level,
-                    method=method,
-                    rng=np.random.default_rng(seed),
-                )
-            low, high = result.confidence_interval
-            if np.isfinite(low) and np.isfinite(high):
-                break
+    if len(per_speaker) < 2:
+        return {
+            "wer": wer,
+            "ci_low": None,
+            "ci_high": None,
+            "ci_undefined": f"{len(per_speaker)} speaker{'' if len(per_speaker) == 1 else 's'}",
+            "level": level,
+            "speakers": len(per_speaker),
+            "utterances": len(hypotheses),
+            "words": int(words.sum()),
+            "method": UNDEFINED_INTERVAL_METHOD,
+        }
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():  # a degenerate BCa warns and returns NaN
+            warnings.simplefilter("ignore")
+            result = scipy.stats.bootstrap(
+                (errors, words),
+                ratio,
+                paired=True,
+                vectorized=True,
+                n_resamples=replicates,
+                confidence_level=level,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            break
     return {
         "wer": wer,
         "ci_low": float(low),
         "ci_high": float(high),
+        "ci_undefined": None,
         "level": level,
         "speakers": len(per_speaker),
         "utterances": len(hypotheses),

@@ -1,6 +1,6 @@
 """How identifiers (utterance, speaker, file names) are compared: after Unicode normalisation.
 
-Two spellings that a reader cannot tell apart -- fullwidth ``ｅｎ`` and ``en``, NFC and NFD
+Two spellings that a reader cannot tell apart -- fullwidth ``en`` (U+FF45 U+FF4E) and ``en``, NFC and NFD
 ``é``, a name with a zero-width space -- are one identifier. Stored ids keep their spelling; every
 comparison (uniqueness, leakage between splits) goes through :func:`normalize_id`.
 """
@@ -28,3 +28,8 @@ def colliding_ids(identifiers: Iterable[str]) -> dict[str, list[str]]:
     for identifier in identifiers:
         spellings[normalize_id(identifier)][identifier] = None
     return {key: list(found) for key, found in spellings.items() if len(found) > 1}
+
+
+def spellings(identifiers: Iterable[str]) -> str:
+    """The spellings of one normalised id, each as ``repr`` shows it (invisible characters escaped)."""
+    return " and ".join(repr(identifier) for identifier in identifiers)

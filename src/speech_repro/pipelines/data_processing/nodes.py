@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import math
 import multiprocessing
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,9 @@ from speech_repro.asr.audio import AudioPolicy, inspect_audio, load_audio
 from speech_repro.asr.features import FeatureConfig, LogMel
 from speech_repro.asr.text import CharVocabulary, TextNormalization
 from speech_repro.corpora.digits import plan_digit_corpus
+from speech_repro.corpora.identifiers import normalize_id
 from speech_repro.corpora.paths import audio_files, corpus_root
+from speech_repro.corpora.problems import PROBLEMS
 from speech_repro.repro.determinism import torch_threads
 from speech_repro.repro.shards import ShardedTensors
 from speech_repro.schemas import validate_manifest, validate_split_lock
@@ -42,7 +46,10 @@ def build_manifest(
     the corpus lies. Raises ``CorpusValidationError`` naming every utterance that is unreadable,
     truncated, empty, non-finite, at a rate or channel count the audio policy rejects, out of the
     duration bounds, with an empty transcript or characters outside the vocabulary, or with a
-    duplicate id.
+    duplicate id. The problems the corpus dataset found while indexing (``attrs``, key
+    ``corpora.problems.PROBLEMS``: malformed lines, missing files, colliding ids) are in the same
+    error, grouped by kind. A span outside the duration bounds is refused from its header,
+    without decoding it.
     """
     policy = AudioPolicy(**audio)
     root = corpus_root(raw_corpus)
@@ -57,7 +64,10 @@ def build_manifest(
         else pd.Series(math.nan, index=raw_corpus.index)
     )
     files = audio_files(root, raw_corpus["audio_path"])
-    infos = [inspect_audio(p, s, e) for p, s, e in zip(files, starts, ends, strict=True)]
+    infos = [
+        inspect_audio(p, s, e, policy.min_seconds, policy.max_seconds)
+        for p, s, e in zip(files, starts, ends, strict=True)
+    ]
     manifest = pd.DataFrame(
         {
             "utt_id": raw_corpus["utt_id"].astype(str),
@@ -82,41 +92,172 @@ def build_manifest(
         CharVocabulary(text["vocabulary"]),
         TextNormalization(**text["normalization"]),
         audio_root=root,
+        found=raw_corpus.attrs.get(PROBLEMS, ()),
     )
 
 
 def speaker_bucket(speaker: str, salt: str) -> float:
-    """A stable number in [0, 1) for a speaker, from a hash: independent of who else is in the corpus."""
-    digest = hashlib.sha256(f"{salt}:{speaker}".encode()).digest()
+    """A stable number in [0, 1) for a speaker, from a hash: independent of who else is in the corpus.
+
+    The hash reads the normalised id (``normalize_id``), so look-alike spellings of one speaker
+    (fullwidth letters, a zero-width space) land in the same split; an ASCII id is its own
+    normalised form, so no existing assignment moves.
+    """
+    digest = hashlib.sha256(f"{salt}:{normalize_id(speaker)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class SplitAssignmentError(ValueError):
+    """The split parameters cannot be applied to this corpus; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The ``split`` parameters.
+
+    ``method``: ``speaker_hash`` (salted hash of the speaker id, cut at ``fractions``),
+    ``assigned`` (``assigned`` maps a split name to its speakers; unlisted speakers go to train)
+    or ``given`` (the corpus's own split column). Every split in ``names`` must receive speakers,
+    except a ``speaker_hash`` split whose fraction is 0.
+    """
+
+    method: str
+    salt: str = ""
+    names: tuple[str, ...] = ("train", "dev", "test")
+    fractions: Mapping[str, float] = field(default_factory=dict)
+    assigned: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, split: Mapping[str, Any]) -> SplitConfig:
+        """From the parameters, refusing an unknown method before anything is read."""
+        config = cls(
+            **{**split, "names": tuple(split.get("names", cls.names))},  # given needs no names
+        )
+        if config.method not in SPLIT_METHODS:
+            raise SplitAssignmentError(
+                f"split.method must be one of {', '.join(SPLIT_METHODS)}, not {config.method!r}"
+            )
+        if config.assigned and config.method != "assigned":  # lists that would be ignored
+            raise SplitAssignmentError(
+                f"split.assigned lists speakers but split.method is {config.method!r}: "
+                "set split.method: assigned to use them, or remove split.assigned"
+            )
+        return config
+
+
+SPLIT_METHODS = ("speaker_hash", "assigned", "given")
+UNLISTED_SPLIT = "train"  # where split.method: assigned puts the speakers no list names
 
 
 def assign_splits(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
     """Train/dev/test membership of every utterance, with its audio digest: the split lock.
 
     ``method: speaker_hash`` puts each speaker by a salted hash of its id, so adding speakers
-    never moves existing ones. ``method: given`` keeps the corpus's own split column. Either way
-    the lock is checked for leakage: no speaker and no audio digest in two splits.
+    never moves existing ones. ``method: assigned`` puts the speakers listed under
+    ``split.assigned.<split>`` there and every other speaker in train. ``method: given`` keeps
+    the corpus's own split column. A split that ``split.names`` names but that receives no
+    speaker raises :class:`SplitAssignmentError` (nothing is written, nothing trained), and the
+    lock is checked for leakage: no speaker (compared after Unicode normalisation) and no audio
+    digest in two splits.
     """
-    if split["method"] == "given":
+    config = SplitConfig.from_params(split)
+    if config.method == "given":
         if "given_split" not in manifest:
-            raise ValueError("split.method is 'given' but the corpus declares no split column")
+            raise SplitAssignmentError(
+                "split.method is 'given' but the corpus declares no split column"
+            )
         names = manifest["given_split"].tolist()
-    elif split["method"] == "speaker_hash":
-        edges = np.cumsum([split["fractions"][name] for name in split["names"]])
-        if not np.isclose(edges[-1], 1.0):
-            raise ValueError(f"split fractions must sum to 1, got {edges[-1]}")
-        bucket = {s: speaker_bucket(s, split["salt"]) for s in manifest["speaker"].unique()}
-        names = [
-            split["names"][int(np.searchsorted(edges, bucket[s], side="right"))]
-            for s in manifest["speaker"]
-        ]
+        _refuse_empty_splits(
+            names,
+            config.names,
+            lambda name: "the corpus's split column gives it no utterance",
+            "fix the corpus's split column, or list only its splits in split.names",
+        )
+    elif config.method == "speaker_hash":
+        names = _hashed_splits(manifest["speaker"], config)
     else:
-        raise ValueError(f"split.method must be speaker_hash or given, not {split['method']!r}")
+        names = _assigned_splits(manifest["speaker"], config)
     lock = manifest[["utt_id", "speaker", "digest"]].copy()
     lock.insert(2, "split", names)
     lock = lock.sort_values("utt_id").reset_index(drop=True)
     return validate_split_lock(lock)
+
+
+def _hashed_splits(speakers: pd.Series, config: SplitConfig) -> list[str]:
+    edges = np.cumsum([config.fractions[name] for name in config.names])
+    if not np.isclose(edges[-1], 1.0):
+        raise SplitAssignmentError(f"split fractions must sum to 1, got {edges[-1]}")
+    bucket = {s: speaker_bucket(s, config.salt) for s in speakers.unique()}
+    split_of = {
+        s: config.names[min(int(np.searchsorted(edges, b, side="right")), len(edges) - 1)]
+        for s, b in bucket.items()
+    }
+    voices = pd.Series({normalize_id(s): name for s, name in split_of.items()})
+    hashed = voices.value_counts().reindex(config.names, fill_value=0)
+    if len(hashed[hashed > 0]) == 1:
+        where = f"all hashed into {hashed.idxmax()}"
+    else:
+        where = "hashed into " + ", ".join(f"{n} {c}" for n, c in hashed.items())
+    _refuse_empty_splits(
+        [split_of[s] for s in speakers],
+        [name for name in config.names if config.fractions[name] > 0],
+        lambda name: f"{len(voices)} speakers, {where}",
+        "use split.method: assigned with explicit speaker lists, or change split.salt/fractions",
+    )
+    return [split_of[s] for s in speakers]
+
+
+def _assigned_splits(speakers: pd.Series, config: SplitConfig) -> list[str]:
+    """Each speaker's split from the explicit lists; every list problem is named at once."""
+    known = {normalize_id(s) for s in speakers.unique()}
+    problems, listed_in = [], defaultdict(list)
+    for name, listed in config.assigned.items():
+        if name not in config.names:
+            problems.append(
+                f"split.assigned.{name}: {name!r} is not in split.names {list(config.names)}"
+            )
+        for speaker in listed or []:
+            if normalize_id(str(speaker)) not in known:
+                problems.append(f"unknown speaker {str(speaker)!r} in split.assigned.{name}")
+            elif name not in listed_in[normalize_id(str(speaker))]:
+                listed_in[normalize_id(str(speaker))].append(name)
+    for speaker, names in listed_in.items():
+        if len(names) > 1:
+            problems.append(f"speaker {speaker!r} is listed in several splits ({', '.join(names)})")
+    if problems:
+        raise SplitAssignmentError(
+            f"split.assigned does not fit the corpus ({len(known)} speakers):\n  "
+            + "\n  ".join(problems)
+        )
+    split_of = [listed_in.get(normalize_id(s), [UNLISTED_SPLIT])[0] for s in speakers]
+
+    def why(name: str) -> str:
+        if name == UNLISTED_SPLIT and name not in config.assigned:
+            return f"all {len(known)} speakers are listed in other splits"
+        if not config.assigned.get(name):
+            return f"split.assigned.{name} lists no speaker"
+        return f"no speaker of split.assigned.{name} is in the corpus"
+
+    _refuse_empty_splits(
+        split_of,
+        config.names,
+        why,
+        "list speakers for it in split.assigned, or drop it from split.names",
+    )
+    return split_of
+
+
+def _refuse_empty_splits(
+    assigned: Sequence[str], required: Sequence[str], why: Callable[[str], str], fix: str
+) -> None:
+    """Raise naming every required split that no utterance was assigned to, why, and the fix."""
+    present = set(assigned)
+    empty = [name for name in required if name not in present]
+    if empty:
+        raise SplitAssignmentError(
+            "; ".join(f"split {name!r} is empty: {why(name)}" for name in empty)
+            + f"; {fix}. Nothing was trained."
+        )
 
 
 def compute_features(

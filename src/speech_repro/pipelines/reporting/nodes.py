@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+import torch
+import torchaudio
 from matplotlib.figure import Figure
 
-from speech_repro.asr.stats import speaker_wer_interval
-from speech_repro.schemas import in_several_splits
+from speech_repro.asr.features import FeatureConfig
+from speech_repro.asr.stats import UNDEFINED_INTERVAL_METHOD, speaker_wer_interval
+from speech_repro.schemas import in_several_splits, normalized_ids
 
 FIGSIZE = (7.0, 4.0)
 
@@ -34,13 +37,24 @@ def wer_intervals(hypotheses: pd.DataFrame, reporting: dict[str, Any]) -> dict[s
     }
 
 
+MIN_SPEAKERS_FOR_INTERVAL = 2  # an interval over speakers needs at least two to resample
+
+
 def review_flags(
-    split_lock: pd.DataFrame, drift_report: dict[str, Any], determinism: dict[str, Any]
+    split_lock: pd.DataFrame,
+    drift_report: dict[str, Any],
+    determinism: dict[str, Any],
+    manifest: pd.DataFrame,
+    features: dict[str, Any],
 ) -> dict[str, Any]:
-    """What a reviewer must see before trusting a number: leakage, drift, determinism.
+    """What a reviewer must see before trusting a number: leakage, drift, determinism, splits
+    too small for an interval, and audio narrower than the features assume.
 
     Leakage is counted again here, from the lock itself, rather than trusted to have been
-    checked: speakers and identical audio (by content digest) present in more than one split.
+    checked: speakers (after Unicode normalisation) and identical audio (by content digest)
+    present in more than one split. A split of fewer than two speakers gets no confidence
+    interval. Audio whose native rate puts its bandwidth (rate / 2) below ``features.f_max`` is
+    upsampled without new content, so its top mel bands hold only the log floor.
     """
     leaking_speakers = in_several_splits(split_lock, "speaker")
     leaking_audio = len(in_several_splits(split_lock, "digest"))
@@ -64,9 +78,61 @@ def review_flags(
                 else "allowed: listed in the run record (kedro repro show RUN_ID)"
             ),
         },
+        "splits": split_sizes(split_lock),
+        "bandwidth": narrow_band_audio(manifest, FeatureConfig(**features)),
     }
     flags["attention"] = _attention(flags)
     return flags
+
+
+def split_sizes(split_lock: pd.DataFrame) -> dict[str, Any]:
+    """Speakers and utterances per split, and the splits too small for an interval over speakers."""
+    voices = split_lock.assign(voice=normalized_ids(split_lock["speaker"]))
+    sizes = {
+        split: {"speakers": int(group["voice"].nunique()), "utterances": len(group)}
+        for split, group in voices.groupby("split", sort=True)
+    }
+    return {
+        "sizes": sizes,
+        "too_few_speakers": [
+            split for split, size in sizes.items() if size["speakers"] < MIN_SPEAKERS_FOR_INTERVAL
+        ],
+    }
+
+
+def narrow_band_audio(manifest: pd.DataFrame, features: FeatureConfig) -> dict[str, Any]:
+    """Utterances whose native bandwidth (rate / 2) is below ``features.f_max``, by rate.
+
+    ``empty_mel_bands`` counts, per rate, the mel bands whose filter has no weight below that
+    bandwidth: resampling adds no content there, so they hold only the log floor.
+    """
+    narrow = manifest.loc[manifest["sample_rate"] / 2 < features.f_max, "sample_rate"]
+    counts = narrow.value_counts().sort_index()
+    return {
+        "f_max": float(features.f_max),
+        "utterances": len(narrow),
+        "sample_rates": {str(rate): int(n) for rate, n in counts.items()},
+        "empty_mel_bands": {
+            str(rate): mel_bands_above(features, rate / 2) for rate in counts.index
+        },
+        "n_mels": features.n_mels,
+    }
+
+
+def mel_bands_above(features: FeatureConfig, frequency: float) -> int:
+    """How many mel bands of ``features`` have no filter weight below ``frequency`` (Hz)."""
+    n_freqs = features.n_fft // 2 + 1
+    filters = torchaudio.functional.melscale_fbanks(
+        n_freqs,
+        features.f_min,
+        features.f_max,
+        features.n_mels,
+        features.sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )  # the filterbank of asr.features.LogMel
+    below = torch.linspace(0, features.sample_rate / 2, n_freqs) < frequency
+    return int((filters[below].sum(0) == 0).sum())
 
 
 def _attention(flags: dict[str, Any]) -> list[str]:
@@ -81,6 +147,20 @@ def _attention(flags: dict[str, Any]) -> list[str]:
         found.append(f"feature drift against train in {flags['drift']['flagged_splits']}")
     if flags["determinism"]["mode"] != "strict":
         found.append("non-deterministic operations were allowed (determinism.mode: warn)")
+    for split in flags["splits"]["too_few_speakers"]:
+        speakers = flags["splits"]["sizes"][split]["speakers"]
+        found.append(
+            f"split {split} has {speakers} speaker{'' if speakers == 1 else 's'}: its WER has no "
+            f"confidence interval (an interval over speakers needs {MIN_SPEAKERS_FOR_INTERVAL})"
+        )
+    bandwidth = flags["bandwidth"]
+    for rate, count in bandwidth["sample_rates"].items():
+        found.append(
+            f"{count} utterance(s) at {rate} Hz have no content above {int(rate) // 2} Hz, below "
+            f"features.f_max {bandwidth['f_max']:g} Hz: the top {bandwidth['empty_mel_bands'][rate]}"
+            f" of {bandwidth['n_mels']} mel bands lie entirely above {int(rate) // 2} Hz and hold"
+            " only the log floor (upsampling adds no bandwidth)"
+        )
     return found
 
 
@@ -156,7 +236,10 @@ def write_run_report(
 def attention_section(flags: dict[str, Any]) -> list[str]:
     """A headline: either nothing to flag, or a bullet per problem."""
     if not flags["attention"]:
-        return ["**Nothing flagged**: no leakage, no drift, strict determinism."]
+        return [
+            "**Nothing flagged**: no leakage, no drift, strict determinism, every evaluated split"
+            " has an interval over speakers, no audio narrower than the features."
+        ]
     return ["**Needs attention:**", "", *(f"- {item}" for item in flags["attention"])]
 
 
@@ -170,7 +253,7 @@ def wer_table(metrics: dict[str, Any], wer_summary: dict[str, Any]) -> list[str]
     ]
     for split, entry in wer_summary["splits"].items():
         lines.append(
-            f"| {split} | {entry['wer']:.2%} | [{entry['ci_low']:.2%}, {entry['ci_high']:.2%}]"
+            f"| {split} | {entry['wer']:.2%} | {format_interval(entry)}"
             f" | {metrics['splits'][split]['cer']:.2%} | {entry['speakers']}"
             f" | {entry['utterances']} | {entry['words']} |"
         )
@@ -179,18 +262,38 @@ def wer_table(metrics: dict[str, Any], wer_summary: dict[str, Any]) -> list[str]
     return lines
 
 
+def format_interval(entry: Mapping[str, Any]) -> str:
+    """``[low, high]`` in percent, or ``undefined: <why>`` where there is no interval."""
+    if entry["ci_low"] is None:
+        return f"undefined: {entry.get('ci_undefined') or 'no interval'}"
+    return f"[{entry['ci_low']:.2%}, {entry['ci_high']:.2%}]"
+
+
 def interval_methods(wer_summaries: list[dict[str, Any]]) -> str:
-    """The interval methods used (BCa falls back to percentile where it is undefined)."""
+    """The interval methods used (BCa falls back to percentile where it is undefined).
+
+    Splits without an interval (fewer than two speakers) name no method; the table says why.
+    """
     methods = {e["method"] for s in wer_summaries for e in s["splits"].values()}
-    return "; ".join(sorted(methods))
+    return (
+        "; ".join(sorted(methods - {UNDEFINED_INTERVAL_METHOD}))
+        or "none (every split has fewer than 2 speakers)"
+    )
 
 
 def flags_section(flags: dict[str, Any]) -> list[str]:
     """Leakage, drift and determinism details as a list."""
     leakage, drift, determinism = flags["leakage"], flags["drift"], flags["determinism"]
+    sizes = flags["splits"]["sizes"]
+    bandwidth = flags["bandwidth"]
     return [
         "## Checks",
         "",
+        "- Speakers per split: "
+        + ", ".join(f"{split} {size['speakers']}" for split, size in sizes.items()),
+        f"- Audio narrower than features.f_max {bandwidth['f_max']:g} Hz: "
+        f"{bandwidth['utterances']} utterance(s)"
+        + (f" at {', '.join(bandwidth['sample_rates'])} Hz" if bandwidth["utterances"] else ""),
         f"- Speakers in several splits: {len(leakage['speakers_in_several_splits'])}",
         f"- Identical audio in several splits: {leakage['audio_in_several_splits']}",
         f"- Feature drift against {drift['reference']} (KS > {drift['max_ks']} and above the "

@@ -13,12 +13,18 @@ from .nodes import (
 
 
 def data_review_pipeline() -> Pipeline:
-    """Leakage, drift and determinism flags, and feature distributions against train."""
+    """Leakage, drift, determinism, split-size and bandwidth flags; feature distributions."""
     return Pipeline(
         [
             Node(
                 review_flags,
-                ["split_lock", "drift_report", "params:determinism"],
+                [
+                    "split_lock",
+                    "drift_report",
+                    "params:determinism",
+                    "manifest",
+                    "params:features",
+                ],
                 "review_flags",
                 name="review_flags",
             ),

@@ -11,6 +11,7 @@ from speech_repro.pipelines.reporting.nodes import (
     FIGSIZE,
     attention_section,
     flags_section,
+    format_interval,
     interval_methods,
     plot_learning_curves,
 )
@@ -53,7 +54,7 @@ def summarize_seeds(seed_sweep: dict[str, Any], *wer_summaries: dict[str, Any]) 
         wers = {seed: entry["wer"] for seed, entry in per_seed.items()}
         splits[split] = {
             "per_seed": {
-                str(seed): {k: entry[k] for k in ("wer", "ci_low", "ci_high")}
+                str(seed): {k: entry.get(k) for k in ("wer", "ci_low", "ci_high", "ci_undefined")}
                 for seed, entry in per_seed.items()
             },
             "across_seeds": t_interval(list(wers.values()), level),
@@ -80,9 +81,11 @@ def plot_seed_wer(summary: dict[str, Any]) -> Figure:
         axes = figure.add_subplot(len(splits), 1, row + 1)
         seeds = list(entry["per_seed"])
         wer = [entry["per_seed"][s]["wer"] for s in seeds]
+        results = [entry["per_seed"][s] for s in seeds]
+        # A seed without an interval over speakers (fewer than 2 speakers) gets no error bar.
         errors = [
-            [w - entry["per_seed"][s]["ci_low"] for s, w in zip(seeds, wer, strict=True)],
-            [entry["per_seed"][s]["ci_high"] - w for s, w in zip(seeds, wer, strict=True)],
+            [0.0 if r["ci_low"] is None else r["wer"] - r["ci_low"] for r in results],
+            [0.0 if r["ci_high"] is None else r["ci_high"] - r["wer"] for r in results],
         ]
         outliers = {str(s) for s in entry["outlier_seeds"]}
         colours = ["C3" if s in outliers else "C0" for s in seeds]
@@ -160,10 +163,7 @@ def write_sweep_report(summary: dict[str, Any], flags: dict[str, Any]) -> str:
     ]
     for split, entry in summary["splits"].items():
         for seed, result in entry["per_seed"].items():
-            lines.append(
-                f"| {split} | {seed} | {result['wer']:.2%}"
-                f" | [{result['ci_low']:.2%}, {result['ci_high']:.2%}] |"
-            )
+            lines.append(f"| {split} | {seed} | {result['wer']:.2%} | {format_interval(result)} |")
     methods = summary["methods"]
     lines += [
         "",
