@@ -263,8 +263,28 @@ def test_audio_whose_features_would_be_non_finite(broken):
 def test_unknown_parameter_key(broken):
     _case_parameters(broken, "training:\n  learning_rat: 0.1\nfeatures:\n  n_mel: 80\n")
     _expect_failure(
-        broken, "training.learning_rat (did you mean training.learning_rate?)", "features.n_mel"
+        broken,
+        "training.learning_rat (did you mean training.learning_rate?), set in "
+        "conf/test/parameters_case.yml",
+        "features.n_mel (did you mean features.n_mels?), set in conf/test/parameters_case.yml",
     )
+
+
+def test_unknown_parameter_key_given_with_params_names_params(broken):
+    bootstrap_project(broken)
+    with (
+        pytest.raises(Exception, match="unknown parameter") as error,
+        KedroSession.create(
+            project_path=broken, env="test", runtime_params={"training": {"learning_rat": 0.1}}
+        ) as session,
+    ):
+        session.run(pipeline_names=["experiment"])
+    message = "".join(str(e) for e in _chain(error.value))
+    assert (
+        "training.learning_rat (did you mean training.learning_rate?), set in --params "
+        "(runtime parameters)" in message
+    )
+    assert "conf/" not in message
 
 
 def test_data_that_no_longer_matches_the_split_lock(broken):

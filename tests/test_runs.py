@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,8 +137,17 @@ def kill_project(tmp_path_factory) -> Path:
     return project
 
 
-def _kill_at_step(project: Path, step: int, *args: str) -> str:
-    """Start a run, SIGKILL it once a checkpoint at or after ``step`` exists; returns its id."""
+def _kill_at_step(
+    project: Path,
+    step: int,
+    *args: str,
+    while_alive: Callable[[Path, str, int], None] | None = None,
+) -> str:
+    """Start a run, SIGKILL it once a checkpoint at or after ``step`` exists; returns its id.
+
+    ``while_alive(project, run id, pid)`` is called before the kill, with the run stopped
+    (SIGSTOP) at that step: alive but not advancing, so the kill still comes at that step.
+    """
     before = set(os.listdir(project / "data/09_runs"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "kedro", "run", "--env", "test", *args],
@@ -150,6 +160,10 @@ def _kill_at_step(project: Path, step: int, *args: str) -> str:
         new = [s for s in stores if s.parent.name not in before]
         steps = [int(p.name[5:14]) for s in new for p in s.glob("step-*.safetensors")]
         if steps and max(steps) >= step:
+            if while_alive is not None:
+                proc.send_signal(signal.SIGSTOP)
+                (running,) = set(os.listdir(project / "data/09_runs")) - before
+                while_alive(project, running, proc.pid)
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
@@ -159,14 +173,36 @@ def _kill_at_step(project: Path, step: int, *args: str) -> str:
     return run_id
 
 
-@pytest.mark.parametrize("step", [2, 23, 47])  # of 60: first epoch, mid-epoch, later epoch
+def _resume_is_refused(project: Path, run_id: str, pid: int) -> None:
+    """`repro resume` of a run whose process is alive starts nothing and names the process."""
+    record = _record(project, run_id)
+    assert record["status"] == "running"
+    assert record["process"]["pid"] == pid and record["process"]["start_time"]
+    bundles = set(os.listdir(project / RUNS_DIR))
+    refused = subprocess.run(
+        [sys.executable, "-m", "kedro", "repro", "resume", run_id],
+        cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert f"run {run_id} is still running" in output and f"pid {pid}" in output, output
+    assert set(os.listdir(project / RUNS_DIR)) == bundles  # no second run started
+
+
+STEPS = [2, 23, 47]  # of 60: first epoch, mid-epoch, later epoch
+
+
+@pytest.mark.parametrize("step", STEPS)
 def test_a_run_killed_at_any_step_resumes_to_identical_bits(kill_project, step):
     reference = next(
         r["run_id"]
         for r in _runs(kill_project)
         if r["status"] == "complete" and not _record(kill_project, r["run_id"]).get("resumed_from")
     )
-    killed = _kill_at_step(kill_project, step)
+    killed = _kill_at_step(
+        kill_project, step, while_alive=_resume_is_refused if step == STEPS[0] else None
+    )
     assert next(r for r in _runs(kill_project) if r["run_id"] == killed)["status"] == "crashed"
     run_kedro(kill_project, "repro", "resume", killed)
     resumed = _runs(kill_project)[-1]

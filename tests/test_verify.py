@@ -37,12 +37,22 @@ def _files(project: Path) -> dict[str, str]:
     }
 
 
-def _verify(project: Path, *args: str) -> tuple[int, str]:
+def _verify(project: Path, *args: str, tmpdir: Path | None = None) -> tuple[int, str]:
+    """``kedro repro verify <args>``; ``tmpdir`` is where its temporary replay folder goes."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    if tmpdir is not None:
+        env["TMPDIR"] = str(tmpdir)
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "repro", "verify", *args],
-        cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}, capture_output=True, text=True,
+        cwd=project, env=env, capture_output=True, text=True,
     )  # fmt: skip
     return result.returncode, result.stdout + result.stderr
+
+
+def _workdir(output: str, state: str) -> Path:
+    """The replay folder that verify's ``replay workdir <state>: <path>`` line names."""
+    (line,) = [line for line in output.splitlines() if line.startswith(f"replay workdir {state}:")]
+    return Path(line.split(": ", 1)[1].split(" (")[0])
 
 
 def _json(output: str) -> dict:
@@ -53,11 +63,13 @@ def _json(output: str) -> dict:
 def test_an_unchanged_run_verifies_bitwise_without_touching_the_original(project, run_id, tmp_path):
     before = _files(project)
     code, output = _verify(
-        project, run_id, "--require", "bitwise", "--json", "--workdir", str(tmp_path / "replay")
+        project, run_id, "--require", "bitwise", "--json", "--keep", tmpdir=tmp_path
     )
     assert code == 0, output
     result = _json(output)
     assert result["overall"] == "bitwise"
+    kept = _workdir(output, "kept")  # --keep: the replay's project stays for inspection
+    assert kept.parent == tmp_path and (kept / RUNS_DIR).is_dir()
     assert {d["dataset"] for d in result["datasets"]} >= {
         "raw_corpus",
         "features",
@@ -70,10 +82,12 @@ def test_an_unchanged_run_verifies_bitwise_without_touching_the_original(project
 
 def test_a_changed_parameter_diverges_at_the_node_that_reads_it(project, run_id, tmp_path):
     code, output = _verify(
-        project, run_id, "--params", "training.seed=7", "--json", "--workdir", str(tmp_path / "r")
+        project, run_id, "--params", "training.seed=7", "--json", tmpdir=tmp_path
     )
     assert code == 1
     result = _json(output)
+    kept = _workdir(output, "kept for inspection")  # a failed verify keeps its replay
+    assert kept.parent == tmp_path and kept.is_dir() and str(kept) == result["workdir"]
     grades = {d["dataset"]: d["grade"] for d in result["datasets"]}
     assert result["first_divergent_node"] == "train_model"
     assert grades["features"] == grades["norm_stats"] == "bitwise"
@@ -83,16 +97,25 @@ def test_a_changed_parameter_diverges_at_the_node_that_reads_it(project, run_id,
 
 
 def test_until_replays_data_preparation_only(project, run_id, tmp_path):
-    code, output = _verify(
-        project, run_id, "--until", "fit_normalization", "--workdir", str(tmp_path / "u")
-    )
+    code, output = _verify(project, run_id, "--until", "fit_normalization", tmpdir=tmp_path)
     assert code == 0, output
     assert "bitwise    norm_stats" in output and " model " not in output
     assert "verdict: bitwise" in output
+    removed = _workdir(output, "removed")  # a successful verify cleans up after itself
+    assert removed.parent == tmp_path and not removed.exists()
+    assert list(tmp_path.glob("verify-*")) == []  # (torch may leave caches of its own there)
+
+
+def test_a_workdir_that_is_not_empty_is_refused(project, run_id, tmp_path):
+    (tmp_path / "mine.txt").write_text("mine")
+    code, output = _verify(project, run_id, "--workdir", str(tmp_path))
+    assert code != 0
+    assert f"not replaying in {tmp_path}: it exists and is not an empty folder" in output
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 
 def test_a_modified_corpus_file_is_refused_before_any_replay(project, run_id, tmp_path):
-    victim = sorted((project / "data/01_raw/digits-test/wav").glob("*/*.wav"))[3]
+    victim = sorted((project / "data/01_raw/digits-test").glob("*/wav/*/*.wav"))[3]
     original = victim.read_bytes()
     try:
         data = bytearray(original)

@@ -6,7 +6,11 @@ Human-readable output by default, ``--json`` for machines.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +35,14 @@ from speech_repro.repro.record import (
     SNAPSHOT_FILE,
     RecordError,
     Unreadable,
+    list_records,
     load_run,
     read_record,
+    run_liveness,
     scan_records,
     status,
 )
+from speech_repro.repro.redaction import redact_record, redact_text
 from speech_repro.repro.signing import SigningError, default_allowed_signers, sign_file
 from speech_repro.repro.verify import (
     GRADES,
@@ -167,14 +174,32 @@ def show(metadata: Any, run_id: str, as_json: bool) -> None:
     if checked.problems:
         click.echo(f"run {run_id} is TAMPERED: its stored bytes are not what it recorded", err=True)
         for problem in checked.problems:
-            click.echo(f"  {problem.describe()}", err=True)
-    record = read_record(_runs_dir(project), run_id)
+            click.echo(f"  {redact_text(problem.describe())}", err=True)
+    # Redacted on output too: a record written before redaction existed may hold secrets.
+    record = redact_record(read_record(_runs_dir(project), run_id))
     if as_json:
         click.echo(json.dumps(record, indent=1))
     else:
         click.echo(_show_text(record, checked))
+        if not checked.problems:  # the flags file is read only once its bytes are checked
+            click.echo(_review_text(project, record))
     if checked.problems:
         raise SystemExit(1)
+
+
+REVIEW_DATASET = "review_flags"  # the data review's output: leakage, drift, split sizes, bandwidth
+
+
+def _review_text(project: Path, record: dict) -> str:
+    """The run's review flags (what needs attention), read from the bundle's own file."""
+    entry = record["ledger"].get(REVIEW_DATASET)
+    if entry is None or len(entry.get("files") or {}) != 1:
+        return "review       not part of this run"
+    (stored,) = entry["files"]
+    attention = json.loads((project / stored).read_text())["attention"]
+    if not attention:
+        return "review       nothing flagged"
+    return "review       needs attention\n" + "\n".join(f"  - {item}" for item in attention)
 
 
 def _show_text(record: dict, checked: Any) -> str:
@@ -306,7 +331,12 @@ def diff(metadata: Any, run_a: str, run_b: str, as_json: bool) -> None:
     """What differs between RUN_A and RUN_B: parameters, code, environment, data, metrics."""
     project = _project(metadata)
     runs_dir = _runs_dir(project)
-    result = diff_records(project, read_record(runs_dir, run_a), read_record(runs_dir, run_b))
+    # Redacted on reading: a record written before redaction existed may hold secrets.
+    result = diff_records(
+        project,
+        redact_record(read_record(runs_dir, run_a)),
+        redact_record(read_record(runs_dir, run_b)),
+    )
     if as_json:
         click.echo(json.dumps(result, indent=1, default=str))
         return
@@ -383,16 +413,23 @@ def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> N
 
 @repro.command("resume")
 @click.argument("run_id")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Resume a run recorded as running on another host, which this host cannot check.",
+)
 @click.pass_obj
-def resume(metadata: Any, run_id: str) -> None:
+def resume(metadata: Any, run_id: str, force: bool) -> None:
     """Continue a crashed or killed run from its last completed node and last checkpoint.
 
     The run continues with exactly the parameters it was started with, whatever conf/ says now.
+    A run whose process still runs is refused: resuming it would train a second copy beside it.
     """
     from kedro.framework.project import pipelines as registry
 
     project = _project(metadata)
     record = read_record(_runs_dir(project), run_id)
+    _refuse_a_live_run(record, force)
     pipeline = registry[record["pipelines"][0]]
     for name in record["pipelines"][1:]:
         pipeline = pipeline + registry[name]
@@ -413,6 +450,26 @@ def resume(metadata: Any, run_id: str) -> None:
         from_nodes=pending,
         load_versions=versions,
     )
+
+
+def _refuse_a_live_run(record: dict, force: bool) -> None:
+    """Stop unless the process that ran ``record`` is gone (or the run ended)."""
+    if record["status"] != "running":
+        return
+    process = record.get("process") or {"host": record["hostname"], "pid": record["pid"]}
+    where = f"host {process['host']}, pid {process['pid']}"
+    state = run_liveness(record)
+    if state == "alive":
+        raise click.ClickException(
+            f"run {record['run_id']} is still running ({where}, started {record['started_at']}); "
+            "resuming it would train a second copy beside it. Wait for it to finish, or stop it "
+            f"(kill {process['pid']}) and resume then"
+        )
+    if state == "unknown" and not force:
+        raise click.ClickException(
+            f"run {record['run_id']} is recorded as running on another host ({where}); this "
+            "host cannot tell whether it still runs. If it does not, resume with --force"
+        )
 
 
 def load_recorded(project: Path, run_id: str, dataset: str) -> Any:
@@ -539,7 +596,12 @@ def _current_data(project: Path, env: str | None) -> dict[str, str] | None:
     "--workdir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Where to replay (default: a new temporary folder).",
+    help="Where to replay: a new or empty folder, kept afterwards (default: a temporary folder).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the temporary replay folder after a successful verify (a failed one is kept).",
 )
 @click.option(
     "--code",
@@ -573,13 +635,16 @@ def verify_command(
     code: str,
     sync_env: bool,
     trust_patch: bool,
+    keep: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Replay RUN_ID in isolation and grade it: bitwise, tolerance, metric or diverged.
 
     The run's stored bytes are checked first; the replay runs the recorded code in the recorded
-    environment (or refuses, saying what differs) unless --code current is given.
+    environment (or refuses, saying what differs) unless --code current is given. The temporary
+    replay folder is removed when the verify succeeds (unless --keep) and kept, its path printed,
+    when it fails.
     """
     from kedro.framework.project import pipelines as registry
 
@@ -607,7 +672,62 @@ def verify_command(
     pipeline = registry[record["pipelines"][0]]
     for name in record["pipelines"][1:]:
         pipeline = pipeline + registry[name]
-    result = verify(
+    if workdir is not None:
+        _check_workdir(project, Path(workdir), record.get("env"))
+    replay_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"verify-{run_id}-"))
+    try:
+        result = _verify(
+            project, run_id, pipeline, until, overrides, rtol, atol, replay_dir, code, sync_env,
+            trust_patch, quiet,
+        )  # fmt: skip
+    except (ReplayRefused, ArtifactTamperedError, RecordError):  # refused: nothing was replayed
+        if workdir is None:
+            shutil.rmtree(replay_dir, ignore_errors=True)
+        raise
+    except BaseException:
+        click.echo(f"replay workdir kept for inspection: {replay_dir}", err=True)
+        raise
+    if as_json:
+        click.echo(to_json(result))
+    else:
+        _print_verification(result)
+    passed = GRADES.index(result.overall) <= GRADES.index(require)
+    if passed and workdir is None and not keep:
+        shutil.rmtree(replay_dir)
+        click.echo(f"replay workdir removed: {replay_dir} (--keep keeps it)", err=True)
+    else:
+        kept = "kept" if passed else "kept for inspection"
+        click.echo(f"replay workdir {kept}: {replay_dir}", err=True)
+    if not passed:
+        raise SystemExit(1)
+
+
+def _check_workdir(project: Path, workdir: Path, env: str | None) -> None:
+    """A --workdir must be new or empty, and never part of a run bundle."""
+    if reason := bundle_owner(project, workdir, env):
+        raise click.ClickException(f"not replaying in {workdir}: it is {reason}")
+    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise click.ClickException(
+            f"not replaying in {workdir}: it exists and is not an empty folder"
+        )
+
+
+def _verify(
+    project: Path,
+    run_id: str,
+    pipeline: Any,
+    until: str | None,
+    overrides: str,
+    rtol: float,
+    atol: float,
+    workdir: Path,
+    code: str,
+    sync_env: bool,
+    trust_patch: bool,
+    quiet: bool,
+) -> Verification:
+    """:func:`~speech_repro.repro.verify.verify` with this project's datasets and metric test."""
+    return verify(
         project,
         run_id,
         load_recorded=load_recorded,
@@ -619,18 +739,12 @@ def verify_command(
         overrides=dict(_parse_override(item) for item in overrides.split(",") if item.strip()),
         rtol=rtol,
         atol=atol,
-        workdir=Path(workdir) if workdir else None,
+        workdir=workdir,
         code=code,
         sync_env=sync_env,
         trust_patch=trust_patch,
         progress=None if quiet else (lambda line: click.echo(f"  replay | {line}", err=True)),
     )
-    if as_json:
-        click.echo(to_json(result))
-    else:
-        _print_verification(result)
-    if GRADES.index(result.overall) > GRADES.index(require):
-        raise SystemExit(1)
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
@@ -756,6 +870,72 @@ def sign(metadata: Any, run_id: str, key: str | None) -> None:
     click.echo(f"signed run {run_id}: {signature}")
 
 
+def _check_output(project: Path, output: Path, force: bool, env: str | None) -> None:
+    """Refuse to write ``output`` where it would change a run's artifacts, or replace a file
+    unasked."""
+    if reason := bundle_owner(project, output, env):
+        # A run's digests would no longer describe its bundle, and it would not reproduce.
+        raise click.ClickException(
+            f"not writing {output}: it is {reason}; run bundles are never modified (not even "
+            "with --force)"
+        )
+    if output.exists() and not force:
+        raise click.ClickException(
+            f"{output} exists; not overwriting it (pass --force to replace it)"
+        )
+
+
+def bundle_owner(project: Path, path: Path, env: str | None) -> str | None:
+    """What makes ``path`` part of a run bundle, or None: a path under ``data/09_runs/``, a file
+    a run's ledger or checkpoints list, a path inside a versioned dataset's folder, or inside an
+    unversioned dataset (a split lock, a corpus) that a run's ledger lists."""
+    target = path.resolve()
+    root = project.resolve()
+    if target.is_relative_to(_runs_dir(root)):
+        return f"inside the run bundles folder {RUNS_DIR}"
+    if not target.is_relative_to(root):
+        return None
+    relative = target.relative_to(root).as_posix()
+    saved: dict[str, str] = {}  # dataset -> a run that saved it
+    for record in list_records(_runs_dir(root)):
+        for dataset, entry in record["ledger"].items():
+            saved.setdefault(dataset, record["run_id"])
+            if relative in entry.get("files", {}):
+                return f"dataset {dataset} of run {record['run_id']}"
+        for dataset, section in (record.get("checkpoints") or {}).items():
+            if relative in {f"{section['directory']}/{name}" for name in section["files"]}:
+                return f"a checkpoint ({dataset}) of run {record['run_id']}"
+    prefixes = [Path(relative), *Path(relative).parents][:-1]  # never '.' (the project)
+    for dataset, (location, versioned) in _dataset_locations(root, env).items():
+        # A dataset factory's location has placeholders ({seed}): any value matches.
+        if not any(fnmatch.fnmatchcase(p.as_posix(), location) for p in prefixes):
+            continue
+        if versioned:
+            return f"inside the folder of versioned dataset {dataset} ({location})"
+        if dataset in saved:
+            return f"dataset {dataset} ({location}), which run {saved[dataset]} saved"
+    return None
+
+
+def _dataset_locations(project: Path, env: str | None) -> dict[str, tuple[str, bool]]:
+    """Catalog entry -> (project-relative file or folder, versioned), ``{x}`` made ``*``."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        conf_source=str(project / "conf"), base_env="base", default_run_env=env or "local"
+    )
+    locations = {}
+    for name, entry in loader["catalog"].items():
+        path = (entry.get("filepath") or entry.get("path")) if isinstance(entry, dict) else None
+        if isinstance(path, str) and "://" not in path:
+            location = Path(path)
+            if location.is_absolute() and location.is_relative_to(project):
+                location = location.relative_to(project)
+            pattern = re.sub(r"\{[^}]*\}", "*", location.as_posix())
+            locations[name] = (pattern, bool(entry.get("versioned")))
+    return locations
+
+
 def _export_structure(project: Path, record: dict) -> tuple[NodeIO | None, dict[str, str]]:
     """The recorded pipelines' nodes (name, inputs, outputs) and each catalog entry's path.
 
@@ -801,15 +981,17 @@ def _export_structure(project: Path, record: dict) -> tuple[NodeIO | None, dict[
     default=None,
     help="Write to this file, atomically (default: standard output).",
 )
+@click.option(
+    "--force", is_flag=True, help="Replace --output if it exists (never a file of a run bundle)."
+)
 @click.pass_obj
-def export(metadata: Any, run_id: str, export_format: str, output: str | None) -> None:
+def export(metadata: Any, run_id: str, export_format: str, output: str | None, force: bool) -> None:
     """The provenance of RUN_ID in a standard format, readable without this project."""
     project = _project(metadata)
     runs_dir = _runs_dir(project)
     record = read_record(runs_dir, run_id)
-    if output and Path(output).resolve().is_relative_to(runs_dir.resolve()):
-        # A bundle is never modified once written; its digests would no longer describe it.
-        raise click.ClickException(f"not writing into {runs_dir}: run bundles are read-only")
+    if output:
+        _check_output(project, Path(output), force, record.get("env"))
     node_io, locations = _export_structure(project, record)
     text = dumps(to_prov_json(record, runs_dir / run_id, node_io=node_io, locations=locations))
     if output:

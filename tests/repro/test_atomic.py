@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
-from speech_repro.repro.atomic import atomic_open, atomic_path, atomic_write_bytes
+from speech_repro.repro.atomic import (
+    atomic_open,
+    atomic_path,
+    atomic_write_bytes,
+    remove_stale_temps,
+)
+from speech_repro.repro.processes import current_process
 
 
 @pytest.fixture
@@ -86,3 +96,47 @@ def test_permissions_respect_stricter_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o600
+
+
+def _killed_writer(target) -> None:
+    """A child process that starts an atomic write of ``target`` and is SIGKILLed mid-write."""
+    script = (
+        "import sys, time\n"
+        "from speech_repro.repro.atomic import atomic_open\n"
+        "with atomic_open(sys.argv[1], 'wb') as handle:\n"
+        "    handle.write(b'partial'); handle.flush(); print('writing', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline() == "writing\n"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def test_an_interrupted_writers_temp_is_removed_and_a_live_writers_is_kept(tmp_path):
+    target = tmp_path / "model.safetensors"
+    _killed_writer(target)
+    (leftover,) = tmp_path.glob(".model.safetensors.*.tmp")
+    with atomic_path(tmp_path / "other.bin") as live:  # a write in progress in a live process
+        live.write_bytes(b"x")
+        time.sleep(0.01)
+        removed = remove_stale_temps(tmp_path)
+        assert removed == [leftover] and not leftover.exists()
+        assert live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.bin"]
+
+
+def test_a_new_write_of_the_same_file_removes_the_interrupted_writes_temp(tmp_path):
+    target = tmp_path / "record.json"
+    _killed_writer(target)
+    atomic_write_bytes(target, b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+def test_a_temp_of_a_reused_pid_with_another_start_time_is_stale(tmp_path):
+    own = current_process()
+    stale = tmp_path / f".f.bin.{own.pid}-{(own.start_time or 0) + 1}.abcdefgh.tmp"
+    stale.write_bytes(b"x")
+    os.utime(stale, (time.time() - 5, time.time() - 5))
+    assert remove_stale_temps(tmp_path) == [stale]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from speech_repro.repro import checkpoints as ckpt
 from speech_repro.repro.checkpoints import CheckpointStore
 from speech_repro.repro.datasets import CheckpointStoreDataset, SafetensorsDataset
 from speech_repro.repro.hashing import file_digest
+from speech_repro.repro.processes import current_process
 from speech_repro.repro.state import load_state, read_metadata, save_state
 
 VERSION = "2026-01-01T00.00.00.000Z"
@@ -259,3 +264,31 @@ def test_interrupted_manifest_write_and_temp_files_are_ignored(tmp_path):
     assert store.latest()[0] == 5 and store.skipped == []
     store.save(10, _state(10))  # a later save still reads the committed manifest
     assert sorted(store.digests()) == ["step-000000005.safetensors", "step-000000010.safetensors"]
+
+
+def _dead_writer_temp(directory: Path, name: str) -> Path:
+    """A temp file named as an atomic write names it, by a writer process that has since died."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    temp = directory / f".{name}.{int(child.stdout)}-1.abcdefgh.tmp"
+    temp.write_bytes(b"partial")
+    os.utime(temp, (time.time() - 5, time.time() - 5))
+    return temp
+
+
+def test_opening_a_store_removes_dead_writers_temps_in_it_and_in_the_resumed_run(tmp_path):
+    own, killed = tmp_path / "own", tmp_path / "killed"
+    CheckpointStore(killed).save(5, _state(5))
+    own.mkdir()
+    leftovers = [
+        _dead_writer_temp(killed, "step-000000010.safetensors"),
+        _dead_writer_temp(killed, "CHECKPOINTS.json"),
+        _dead_writer_temp(own, "step-000000011.safetensors"),
+    ]
+    me = current_process()
+    live = killed / f".step-000000012.safetensors.{me.pid}-{me.start_time}.abcdefgh.tmp"
+    live.write_bytes(b"a concurrent writer's partial file")
+    store = CheckpointStore(own, resume_from=killed)
+    assert not any(p.exists() for p in leftovers)
+    assert live.exists()
+    assert store.latest()[0] == 5

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from speech_repro.repro.environment import (
+    DETERMINISM_VARIABLES,
     REDACTED,
     SECRET_NAME_PARTS,
+    VALUE_VARIABLES,
     capture_environment,
     redact,
     redact_command,
@@ -67,7 +69,7 @@ SECRET_ARGV = [
     "API_KEY=argv-key-99",
     "--pipeline=train",
 ]
-PLAIN_ENV = {"KEDRO_ENV": "local", "OMP_NUM_THREADS": "2", "SPEECH_REPRO_MODE": "fast"}
+PLAIN_ENV = {"KEDRO_ENV": "local", "OMP_NUM_THREADS": "2", "MKL_CBWR": "AVX2"}
 
 
 def _assert_no_secret(text: str) -> None:
@@ -82,16 +84,18 @@ def planted(monkeypatch):
     monkeypatch.setattr(sys, "argv", list(SECRET_ARGV))
 
 
-def test_redact_masks_url_passwords_only():
-    assert redact("https://user:pass@host/x") == "https://user:***@host/x"
+def test_redact_masks_url_userinfo_whole():
+    assert redact("https://user:pass@host/x") == f"https://{REDACTED}@host/x"
+    assert redact("https://u:p@ssWORD@host/x") == f"https://{REDACTED}@host/x"
+    assert redact("https://TOKEN@host") == f"https://{REDACTED}@host"
     assert redact("postgresql://u:p%40ss@db:5432/x and ftp://a:b@c") == (
-        "postgresql://u:***@db:5432/x and ftp://a:***@c"
+        f"postgresql://{REDACTED}@db:5432/x and ftp://{REDACTED}@c"
     )
-    for unchanged in ("https://host:8080/x", "https://user@host/x", "plain", "a:b@c", ""):
+    for unchanged in ("https://host:8080/x", "plain", "a:b@c", ""):
         assert redact(unchanged) == unchanged
 
 
-def test_selected_variables_filter_by_prefix_and_hide_secret_names():
+def test_variables_are_recorded_by_allowlist_and_the_rest_by_name():
     environ = {
         "KEDRO_ENV": "local",
         "kedro_lower": "not selected: prefixes are upper-case",
@@ -99,24 +103,51 @@ def test_selected_variables_filter_by_prefix_and_hide_secret_names():
         "MY_TOKEN": "not selected",
         "HF_TOKEN": "hf_abc",
         "CUDA_VISIBLE_DEVICES": "0",
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "KMP_AFFINITY": "granularity=fine,compact",
+        "KMP_SECRET_THING": "a family member with a secret name",
+        "NCCL_ALGO": "Ring",
         "UV_INDEX_URL": "https://u:p@pypi.example/simple",
         "LD_LIBRARY_PATH": "/usr/lib",
+        # the names of issue 12: none contains KEY/TOKEN/SECRET/PASSWORD/CREDENTIAL
+        "SPEECH_REPRO_DB_PASS": "db-pass-1",
+        "HF_HUB_PASSWD": "passwd-2",
+        "KEDRO_GITHUB_PAT": "ghp_" + "x" * 36,
+        "HF_HUB_AUTH": "auth-3",
+        "CUDA_CREDS": "creds-4",
+        "SPEECH_REPRO_KEY_PEM": "-----BEGIN PRIVATE KEY-----\nMIIpem5\n-----END PRIVATE KEY-----",
+        "SPEECH_REPRO_AUTH": "Bearer bearer-6-abcdef",
+        "SPEECH_REPRO_MODE": "fast",
     }
     assert selected_environment_variables(environ) == {
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "CUDA_CREDS": REDACTED,
         "CUDA_VISIBLE_DEVICES": "0",
+        "HF_HUB_AUTH": REDACTED,
+        "HF_HUB_PASSWD": REDACTED,
         "HF_TOKEN": REDACTED,
         "KEDRO_ENV": "local",
+        "KEDRO_GITHUB_PAT": REDACTED,
+        "KMP_AFFINITY": "granularity=fine,compact",
+        "KMP_SECRET_THING": REDACTED,
         "LD_LIBRARY_PATH": "/usr/lib",
-        "UV_INDEX_URL": "https://u:***@pypi.example/simple",
+        "NCCL_ALGO": "Ring",
+        "SPEECH_REPRO_AUTH": REDACTED,
+        "SPEECH_REPRO_DB_PASS": REDACTED,
+        "SPEECH_REPRO_KEY_PEM": REDACTED,
+        "SPEECH_REPRO_MODE": REDACTED,
+        "UV_INDEX_URL": REDACTED,
     }
-    assert SECRET_NAME_PARTS == ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+    for name in DETERMINISM_VARIABLES:
+        assert name in VALUE_VARIABLES
+    assert "PASSWORD" in SECRET_NAME_PARTS
 
 
 def test_command_redaction():
     assert redact_command(SECRET_ARGV) == [
         "kedro",
         "run",
-        "--data=s3://bob:***@bucket/raw",
+        f"--data=s3://{REDACTED}@bucket/raw",
         "--api-token",
         REDACTED,
         f"API_KEY={REDACTED}",
@@ -135,12 +166,12 @@ def test_capture_in_process_leaks_no_secret(planted, tmp_path):
         assert variables[name] == REDACTED
     assert variables["SPEECH_REPRO_Secret_Salt"] == REDACTED
     assert "speech_repro_client_secret" not in variables
-    assert variables["KEDRO_MLFLOW_URI"] == "https://alice:***@mlflow.example.org/api"
+    assert variables["KEDRO_MLFLOW_URI"] == REDACTED  # not on the allowlist: by name only
     for name, value in PLAIN_ENV.items():
-        assert variables[name] == value  # non-secret selected variables are kept verbatim
+        assert variables[name] == value  # allowlisted variables are kept verbatim
     assert list(variables) == sorted(variables)
     assert env["determinism_env"]["OMP_NUM_THREADS"] == "2"
-    assert env["command"][2] == "--data=s3://bob:***@bucket/raw"
+    assert env["command"][2] == f"--data=s3://{REDACTED}@bucket/raw"
     assert env["git"] is None  # tmp_path is no checkout
 
 
@@ -167,7 +198,7 @@ def test_capture_in_a_real_subprocess_leaks_no_secret(tmp_path):
     assert record["environment_variables"]["KEDRO_API_KEY"] == REDACTED
     assert record["environment_variables"]["KEDRO_ENV"] == "local"
     assert record["command"][0] == "-c"
-    assert record["command"][1:4] == ["--data=s3://bob:***@bucket/raw", "--api-token", REDACTED]
+    assert record["command"][1:4] == [f"--data=s3://{REDACTED}@bucket/raw", "--api-token", REDACTED]
 
 
 def test_packages_python_and_torch_sections():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from speech_repro.repro.datasets import SafetensorsDataset
 from speech_repro.repro.determinism import capture_rng_state
 from speech_repro.repro.state import _SKELETON_KEY, load_state, read_metadata, save_state
 
@@ -162,3 +165,16 @@ def test_colliding_key_paths_are_not_silently_merged(tmp_path, state):
     except (ValueError, TypeError):
         return  # refusing to save is an acceptable fix
     _assert_same(state, load_state(path))
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_file_mode_follows_the_umask_like_every_other_output(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        save_state(tmp_path / "state.safetensors", {"w": torch.ones(2)})
+        SafetensorsDataset(filepath=str(tmp_path / "model.safetensors")).save({"w": torch.ones(2)})
+    finally:
+        os.umask(old)
+    for name in ("state.safetensors", "model.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "state.safetensors"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from speech_repro.repro.atomic import atomic_open
+from speech_repro.repro.atomic import atomic_open, remove_stale_temps
 from speech_repro.repro.hashing import file_digest
 from speech_repro.repro.state import load_state, save_state
 
@@ -94,6 +94,9 @@ class CheckpointStore:
     continues an old one without touching it. ``keep`` bounds how many of its own checkpoints
     the store keeps. After :meth:`latest`, :attr:`skipped` lists the ``(path, reason)`` of every
     checkpoint it passed over as corrupt, for the run record.
+
+    Opening a store removes the temporary files that interrupted writes (a run killed while
+    writing a checkpoint) left in its directory and in ``resume_from``; a live writer's are kept.
     """
 
     def __init__(
@@ -105,6 +108,9 @@ class CheckpointStore:
         self.skipped: list[tuple[str, str]] = []
         self.resumed: CheckpointCheck | None = None
         """The check of the checkpoint :meth:`latest` last returned (``unverified`` or ``ok``)."""
+        for directory in (self.directory, self.resume_from):
+            if directory is not None and directory.is_dir():
+                remove_stale_temps(directory)
 
     def save(self, step: int, state: Any) -> Path:
         """Write the full training state reached after ``step`` optimizer steps.

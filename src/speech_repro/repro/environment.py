@@ -5,11 +5,13 @@ interpreter, every installed distribution, the torch build and its determinism s
 hardware, the environment variables that can change numerics or behaviour, the git state of the
 project, lock-file digests, and the command line.
 
-Secrets never reach the record: a selected variable whose *name* contains one of
-:data:`SECRET_NAME_PARTS` has its value replaced by :data:`REDACTED`, credentials embedded in URLs
-(``scheme://user:pass@host``) are masked by :func:`redact`, and a final pass applies :func:`redact`
-to every string in the result. Capture never fails on a missing tool (git, nvidia-smi, torch): the
-affected fields are ``None``.
+Secrets never reach the record, by design rather than by guessing: environment variables are
+recorded by allowlist (:data:`VALUE_VARIABLES`, :data:`VALUE_FAMILIES`: the ones known to change
+numerics or behaviour keep their values); every other variable under :data:`SELECTED_PREFIXES` is
+recorded by name only, its value :data:`REDACTED`. The command line goes through
+:func:`~speech_repro.repro.redaction.redact_command`, and a final pass applies
+:func:`~speech_repro.repro.redaction.redact_text` to every string in the result. Capture never
+fails on a missing tool (git, nvidia-smi, torch): the affected fields are ``None``.
 
 The NVIDIA driver is the one part of the environment no lock file pins, so the hardware section
 also records the floor the locked CUDA libraries need (:data:`MIN_NVIDIA_DRIVER`) and whether the
@@ -26,30 +28,49 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from speech_repro.repro.hashing import bytes_digest, file_digest
+from speech_repro.repro.redaction import (
+    REDACTED,
+    SECRET_NAME_PARTS,  # noqa: F401  (re-exported for callers)
+    is_secret_name,
+    redact_command,
+    redact_text,
+    redact_value,
+)
 
-SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
-"""A variable (or ``--option``) whose name contains one of these, case-insensitively, is secret."""
+# ``redact`` stays importable from here for existing callers; the one implementation is
+# :func:`speech_repro.repro.redaction.redact_text`.
+redact = redact_text
 
 SELECTED_PREFIXES = (
     "KEDRO",
     "CUDA",
     "NVIDIA",
     "TORCH",
+    "PYTORCH_",
     "OMP",
+    "KMP_",
+    "GOMP_",
     "MKL",
     "OPENBLAS",
+    "ONEDNN_",
+    "DNNL_",
+    "ATEN_",
+    "CUBLAS",
+    "CUDNN",
+    "NCCL_",
     "PYTHON",
     "UV_",
     "LD_LIBRARY_PATH",
     "HF_",
     "SPEECH_REPRO",
 )
-"""Environment variables whose names start with one of these are recorded."""
+"""Environment variables whose names start with one of these are recorded: by name only, unless
+:func:`is_recorded_with_value` allows the value."""
 
 DETERMINISM_VARIABLES = (
     "CUBLAS_WORKSPACE_CONFIG",
@@ -64,7 +85,53 @@ DETERMINISM_VARIABLES = (
 )
 """Variables that can change numerical results; always recorded, ``None`` when unset."""
 
-REDACTED = "***redacted***"
+VALUE_VARIABLES = frozenset(
+    {
+        *DETERMINISM_VARIABLES,
+        # threads and instruction sets of the CPU math libraries (results depend on them)
+        "MKL_DYNAMIC", "MKL_ENABLE_INSTRUCTIONS", "MKL_THREADING_LAYER", "MKL_INTERFACE_LAYER",
+        "MKL_DEBUG_CPU_TYPE", "MKL_SERVICE_FORCE_INTEL", "OPENBLAS_VERBOSE", "GOTO_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMEXPR_MAX_THREADS",
+        "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE",
+        "ONEDNN_VERBOSE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+        # which GPUs, and how CUDA, cuBLAS and cuDNN compute
+        "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING",
+        "CUDA_MODULE_LOADING", "CUDA_CACHE_DISABLE", "CUBLASLT_WORKSPACE_SIZE",
+        "NVIDIA_TF32_OVERRIDE", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+        "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+        # torch switches read from the environment
+        "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "TORCH_CUDNN_V8_API_DISABLED",
+        "TORCH_CUDNN_V8_API_LRU_CACHE_LIMIT", "TORCH_CUDNN_SDPA_ENABLED",
+        "TORCH_BLAS_PREFER_CUBLASLT", "TORCH_BLAS_PREFER_HIPBLASLT",
+        "TORCH_LINALG_PREFER_CUSOLVER", "TORCH_USE_CUDA_DSA", "TORCH_SHOW_CPP_STACKTRACES",
+        "TORCH_DISTRIBUTED_DEBUG", "TORCH_NCCL_BLOCKING_WAIT", "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+        "TORCH_NCCL_USE_COMM_NONBLOCKING", "TORCH_COMPILE_DISABLE", "TORCHDYNAMO_DISABLE",
+        "TORCH_HOME", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_NO_CUDA_MEMORY_CACHING",
+        "PYTORCH_NVML_BASED_CUDA_CHECK", "PYTORCH_JIT", "PYTORCH_ENABLE_MPS_FALLBACK",
+        # collectives: algorithm and protocol change the order of floating-point reductions
+        "NCCL_ALGO", "NCCL_PROTO", "NCCL_DEBUG", "NCCL_P2P_DISABLE", "NCCL_IB_DISABLE",
+        "NCCL_SHM_DISABLE", "NCCL_NET", "NCCL_NTHREADS", "NCCL_MIN_NCHANNELS",
+        "NCCL_MAX_NCHANNELS", "NCCL_BUFFSIZE", "NCCL_LAUNCH_MODE", "NCCL_CUMEM_ENABLE",
+        "NCCL_NVLS_ENABLE", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME",
+        "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+        # which code and libraries the interpreter loads, and how it behaves
+        "PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "PYTHONOPTIMIZE",
+        "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "PYTHONUTF8", "PYTHONIOENCODING",
+        "PYTHONDEVMODE", "PYTHONFAULTHANDLER", "PYTHONINTMAXSTRDIGITS", "PYTHONMALLOC",
+        "PYTHONUNBUFFERED", "LD_LIBRARY_PATH", "LD_PRELOAD",
+        # Kedro, uv, Hugging Face and this project: configuration, offline mode, caches
+        "KEDRO_ENV", "KEDRO_LOGGING_CONFIG", "KEDRO_DISABLE_TELEMETRY",
+        "UV_FROZEN", "UV_LOCKED", "UV_NO_SYNC", "UV_OFFLINE", "UV_PYTHON",
+        "UV_PROJECT_ENVIRONMENT", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+        "HF_HOME", "HF_HUB_CACHE", "HF_HUB_DISABLE_TELEMETRY", "SPEECH_REPRO_RECORD",
+    }
+)  # fmt: skip
+"""Variables known to change numerics or behaviour: recorded with their values (redacted by
+shape all the same). Every other selected variable is recorded by name only."""
+
+VALUE_FAMILIES = ("OMP_", "KMP_", "GOMP_")
+"""OpenMP runtime settings (GNU and Intel): recorded with values unless the name looks secret."""
+
 LOCK_FILES = ("uv.lock", "flake.lock")
 
 MIN_NVIDIA_DRIVER = "580.65.06"
@@ -80,71 +147,32 @@ _GIT_TIMEOUT_S = 10.0
 _NVIDIA_SMI_TIMEOUT_S = 5.0
 # [0-9], not \d: str.isdigit and \d accept digits such as "²" that int() rejects
 _DOTTED_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
-# scheme://user:password@  -> scheme://user:***@   (the password stops at the first "@")
-_URL_CREDENTIALS = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@")
 
 
-def redact(value: str) -> str:
-    """``value`` with the password of every ``scheme://user:pass@`` URL replaced by ``***``.
-
-    ``https://user:pass@host/x`` becomes ``https://user:***@host/x``; anything else is returned
-    unchanged.
-    """
-    return _URL_CREDENTIALS.sub(r"\g<prefix>:***@", value)
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a variable or option name marks its value as secret (see :data:`SECRET_NAME_PARTS`)."""
-    upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
+def is_recorded_with_value(name: str) -> bool:
+    """Whether variable ``name``'s value is recorded (:data:`VALUE_VARIABLES`,
+    :data:`VALUE_FAMILIES`); any other selected variable is recorded by name only."""
+    if name in VALUE_VARIABLES:
+        return True
+    return name.startswith(VALUE_FAMILIES) and not is_secret_name(name)
 
 
 def selected_environment_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables of ``environ`` (default ``os.environ``) with a :data:`SELECTED_PREFIXES` name.
+    """The variables of ``environ`` (default ``os.environ``) the run record names, sorted.
 
-    Sorted by name. Values of secret-named variables are replaced by :data:`REDACTED`; every other
-    value goes through :func:`redact`.
+    A name is selected when it starts with one of :data:`SELECTED_PREFIXES` or its value is
+    recorded. Values are recorded by allowlist, never by guessing which are secret: a variable
+    for which :func:`is_recorded_with_value` holds keeps its value (passed through
+    :func:`redact_text` all the same); every other one is named, with :data:`REDACTED` as value.
     """
     environ = os.environ if environ is None else environ
     selected = {}
     for name in sorted(environ):
-        if not name.startswith(SELECTED_PREFIXES):
-            continue
-        selected[name] = REDACTED if is_secret_name(name) else redact(environ[name])
+        if is_recorded_with_value(name):
+            selected[name] = redact_text(environ[name])
+        elif name.startswith(SELECTED_PREFIXES):
+            selected[name] = REDACTED
     return selected
-
-
-def redact_command(argv: Sequence[str]) -> list[str]:
-    """A command line with every argument passed through :func:`redact`.
-
-    In addition, the value of a secret-named option is replaced by :data:`REDACTED`, whether it is
-    written ``--api-key=VALUE`` / ``API_KEY=VALUE`` or ``--api-key VALUE``.
-    """
-    redacted: list[str] = []
-    secret_flag_before = False
-    for arg in argv:
-        if secret_flag_before:
-            redacted.append(REDACTED)
-            secret_flag_before = False
-            continue
-        name, sep, _ = arg.partition("=")
-        if sep and is_secret_name(name):
-            redacted.append(f"{redact(name)}={REDACTED}")
-        else:
-            redacted.append(redact(arg))
-            secret_flag_before = arg.startswith("-") and not sep and is_secret_name(arg)
-    return redacted
-
-
-def _redact_tree(value: Any) -> Any:
-    """``value`` with :func:`redact` applied to every string in it, keys included."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {redact(str(k)): _redact_tree(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_tree(v) for v in value]
-    return value
 
 
 def _python_section() -> dict[str, Any]:
@@ -403,7 +431,7 @@ def _git_section(project_path: Path) -> dict[str, Any] | None:
     untracked = _git(project_path, "ls-files", "--others", "--exclude-standard", "-z")
     return {
         "commit": commit.decode().strip() if commit else None,
-        "branch": redact(branch.decode().strip()) if branch else None,
+        "branch": redact_text(branch.decode().strip()) if branch else None,
         "dirty": dirty,
         "diff_digest": diff_digest,
         "untracked_count": None if untracked is None else untracked.count(b"\0"),
@@ -432,11 +460,15 @@ def capture_environment(project_path: Path | None = None) -> dict[str, Any]:
         "packages": installed_packages(),
         "torch": _torch_section(),
         "hardware": _hardware_section(),
-        "determinism_env": {name: os.environ.get(name) for name in DETERMINISM_VARIABLES},
+        "determinism_env": {
+            name: None if (value := os.environ.get(name)) is None else redact_text(value)
+            for name in DETERMINISM_VARIABLES
+        },
         "environment_variables": selected_environment_variables(),
         "git": None if project is None else _git_section(project),
         "lock_files": _lock_files_section(project),
         "command": redact_command(sys.argv),
         "hostname": socket.gethostname(),
     }
-    return _redact_tree(record)
+    # Every string by shape once more: the git branch, paths, the parallel info text.
+    return redact_value(record, by_name=False)

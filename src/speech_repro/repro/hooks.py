@@ -22,17 +22,25 @@ from kedro.io.core import VersionNotFoundError
 from speech_repro.repro import runlog
 from speech_repro.repro.code import capture_code
 from speech_repro.repro.determinism import DeterminismPolicy, apply_policy
-from speech_repro.repro.environment import capture_environment, redact
+from speech_repro.repro.environment import capture_environment
 from speech_repro.repro.hashing import file_digest, json_digest
 from speech_repro.repro.integrity import check_pinned_inputs
 from speech_repro.repro.ledger import content_digest
-from speech_repro.repro.params import check_parameters
+from speech_repro.repro.params import ParameterSources, check_parameters, parameter_sources
+from speech_repro.repro.processes import current_process
 from speech_repro.repro.record import (
     RECORD_FILE,
     SCHEMA_VERSION,
     SNAPSHOT_FILE,
     is_run_id,
     write_json,
+)
+from speech_repro.repro.redaction import (
+    redact_command,
+    redact_logging,
+    redact_record,
+    redact_text,
+    redact_value,
 )
 from speech_repro.repro.session import RUNS_DIR
 
@@ -44,14 +52,37 @@ def _parameters(catalog: Any) -> dict[str, Any]:
 
 
 class ParameterCheckHook:
-    """Stops a run before its first node when conf/ holds a parameter key nothing declares."""
+    """Stops a run before its first node when its parameters hold a key nothing declares,
+    naming each key and where it was set: which conf/ file, or ``--params``."""
 
     def __init__(self, schema: Any):
         self.schema = schema
+        self._loader: Any = None
+        self._project: Path | None = None
 
     @hook_impl
-    def before_pipeline_run(self, catalog: Any) -> None:
-        check_parameters(_parameters(catalog), self.schema)
+    def after_context_created(self, context: Any) -> None:
+        self._loader = context.config_loader
+        self._project = Path(context.project_path)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], catalog: Any) -> None:
+        check_parameters(_parameters(catalog), self.schema, self._sources(run_params))
+
+    def _sources(self, run_params: dict[str, Any]) -> ParameterSources | None:
+        """Where the parameters come from, as the config loader reads them (None: cannot tell)."""
+        loader = self._loader
+        patterns = getattr(loader, "config_patterns", {}).get("parameters")
+        if loader is None or not patterns or not hasattr(loader, "base_env"):
+            return None
+        environment = run_params.get("env") or loader.env or loader.default_run_env
+        return parameter_sources(
+            loader.conf_source,
+            [loader.base_env, environment],
+            list(patterns),
+            run_params.get("runtime_params"),
+            shown_relative_to=self._project,
+        )
 
 
 class DeterminismHook:
@@ -116,11 +147,14 @@ class RunRecordHook:
 
     def _write(self) -> None:
         if self.record is not None:
-            write_json(self._dir / RECORD_FILE, self.record)
+            # Every string once more, by shape and by name where users name things: nothing
+            # a hook or node put in the record (warnings, metrics, errors) is written verbatim.
+            write_json(self._dir / RECORD_FILE, redact_record(self.record))
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._project = Path(context.project_path)
+        redact_logging()  # logging is configured by now: no handler prints a secret
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -142,7 +176,9 @@ class RunRecordHook:
         self._free_inputs = {
             d for d in pipeline.inputs() if not d.startswith("params:") and d != "parameters"
         }
-        params = _parameters(catalog)
+        # Secrets in parameters are redacted before anything (digests included) is derived, so
+        # the record's values still hash to its digests.
+        params = redact_value(_parameters(catalog))
         design = {k: v for k, v in params.items() if k in self.design_sections}
         tunable = {k: v for k, v in params.items() if k not in self.design_sections}
         self._started = time.time()
@@ -155,7 +191,9 @@ class RunRecordHook:
             "duration_seconds": None,
             "pid": os.getpid(),
             "hostname": os.uname().nodename,
-            "command": [redact(a) for a in sys.argv],
+            # Host, pid and start time: `repro resume` refuses a run whose process still runs.
+            "process": current_process().to_dict(),
+            "command": redact_command(sys.argv),
             "pipelines": run_params.get("pipeline_names") or ["__default__"],
             "env": run_params.get("env"),
             "runner": runner,
@@ -274,7 +312,7 @@ class RunRecordHook:
     @hook_impl
     def on_pipeline_error(self, error: Exception) -> None:
         if self.record is not None:
-            self.record["error"] = redact(f"{type(error).__name__}: {error}")[:4000]
+            self.record["error"] = redact_text(f"{type(error).__name__}: {error}")[:4000]
         self._finish("crashed")
 
     def _finish(self, status: str) -> None:
@@ -384,7 +422,8 @@ def _seeds(params: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _redacted_json(value: Any) -> Any:
-    return json.loads(redact(json.dumps(value, default=str)))
+    """``value`` as plain JSON data, secrets redacted by shape and by name."""
+    return redact_value(json.loads(json.dumps(value, default=str)))
 
 
 def _dataset(catalog: Any, name: str) -> Any:

@@ -32,6 +32,10 @@ The record does not list each node's inputs; callers pass the pipeline's structu
 ``node_io`` (a record that does list ``inputs`` per node takes precedence). Without it, only the
 run's inputs and each node's outputs are known, and no derivations are stated.
 
+Every string of the record goes through :func:`speech_repro.repro.redaction.redact_record`
+first (credentials by shape everywhere; parameters, run options and environment variables by
+name too), so an export never carries a secret, even from a record written before redaction.
+
 Nothing here knows about audio; the document is deterministic (sorted keys, relation ids numbered
 in sorted order), so it can itself be digested.
 """
@@ -45,6 +49,7 @@ from typing import Any
 
 from speech_repro.repro.hashing import file_digest
 from speech_repro.repro.record import RECORD_FILE
+from speech_repro.repro.redaction import redact_record
 from speech_repro.repro.session import RUNS_DIR
 
 PROJECT_PREFIX = "srepro"
@@ -148,11 +153,14 @@ def to_prov_json(
 ) -> dict[str, Any]:
     """The PROV-JSON document of a run ``record`` (the dict of its ``record.json``).
 
-    ``run_dir`` is the run's bundle; when given, the digest of its ``record.json`` is included.
-    ``node_io`` lists each node's inputs and outputs (see :data:`NodeIO`); ``locations`` maps a
-    dataset name to its path relative to the project (versioned datasets then live at
+    Secrets in ``record`` are redacted first (see the module docstring). ``run_dir`` is the
+    run's bundle; when given, the digest of its ``record.json`` is included. ``node_io`` lists
+    each node's inputs and outputs (see :data:`NodeIO`); ``locations`` maps a dataset name to
+    its path relative to the project (versioned datasets then live at
     ``<path>/<version>/<file name>``, Kedro's layout).
     """
+    # Redacted here, so no caller can export a secret, even from a record older than redaction.
+    record = redact_record(record)
     doc = _Document()
     run_id = record["run_id"]
     run = _local("run", run_id)

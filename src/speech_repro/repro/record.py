@@ -13,7 +13,6 @@ command or a configuration from an unchecked string.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from speech_repro.repro.atomic import atomic_open
+from speech_repro.repro.processes import Liveness, ProcessIdentity, liveness
 
 RUNS_DIR = "data/09_runs"
 """Where run bundles live, relative to the project."""
@@ -131,6 +131,21 @@ class CheckpointSection(_Strict):
     """Checkpoints found corrupt and passed over on resume (path: reason)."""
 
 
+class ProcessSection(_Strict):
+    """The process that ran the run: with it, a live run is told from a dead one whose pid was
+    reused (see :mod:`speech_repro.repro.processes`). Absent from records written before it."""
+
+    host: str
+    pid: int
+    start_time: int | None
+    """Clock ticks after boot at which the process started (``/proc/<pid>/stat`` field 22)."""
+    boot_id: str | None = None
+
+    def identity(self) -> ProcessIdentity:
+        """As a :class:`ProcessIdentity`."""
+        return ProcessIdentity(self.host, self.pid, self.start_time, self.boot_id)
+
+
 class RunOptions(_Strict):
     """Kedro's run options, as the run was started with them."""
 
@@ -170,6 +185,7 @@ class RunRecord(_Strict):
     duration_seconds: float | None
     pid: int
     hostname: str
+    process: ProcessSection | None = None
     command: list[str]
     pipelines: list[Name]
     env: EnvName | None
@@ -289,12 +305,16 @@ def status(record: dict[str, Any]) -> str:
 
 
 def _alive(record: dict[str, Any]) -> bool:
-    if record.get("hostname") != os.uname().nodename:
-        return True  # cannot tell from here
-    try:
-        os.kill(int(record["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return run_liveness(record) != "dead"  # another host's run: cannot tell from here
+
+
+def run_liveness(record: dict[str, Any]) -> Liveness:
+    """Whether the process that ran ``record`` still runs: ``alive``, ``dead`` or ``unknown``.
+
+    Records with a ``process`` section are judged by host, pid and start time, so a reused pid
+    does not keep a dead run alive; older records by host and pid alone.
+    """
+    process = record.get("process")
+    if isinstance(process, dict):
+        return liveness(ProcessSection.model_validate(process).identity())
+    return liveness(ProcessIdentity(str(record.get("hostname")), int(record["pid"]), None))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 
 from speech_repro.repro.atomic import atomic_path
 
@@ -29,7 +29,9 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, str] | None = N
     tensors, skeleton = flatten_state(state)
     meta = {**(metadata or {}), _SKELETON_KEY: json.dumps(skeleton)}  # keeps dict order
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        # Bytes written into our own temporary file: save_file would write a temporary of its
+        # own (.tmpXXXXXX) beside it, which a kill mid-write leaves behind under no writer's name.
+        tmp.write_bytes(save(tensors, metadata=meta))
 
 
 def load_state(path: str | Path) -> Any:
