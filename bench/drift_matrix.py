@@ -21,6 +21,8 @@ from pathlib import Path
 
 from report import write_section
 
+from speech_repro.asr.stats import format_interval
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
 
@@ -83,11 +85,7 @@ def row(label: str, result: dict) -> str:
         else ("0" if model["max_abs_diff"] in (None, 0.0) else f"{model['max_abs_diff']:.3g}")
     )
     m = result.get("metric_test")
-    wer = (
-        "0 (bitwise metrics)"
-        if m is None
-        else f"{m['delta']:+.4f} [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]"
-    )
+    wer = "0 (bitwise metrics)" if m is None else f"{m['delta']:+.4f} {format_interval(m, '+.4f')}"
     first = result.get("first_divergent_node") or "-"
     return f"| {label} | {result['overall']} | {first} | {weight} | {wer} |"
 

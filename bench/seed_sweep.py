@@ -19,6 +19,8 @@ from pathlib import Path
 
 from report import write_section
 
+from speech_repro.asr.stats import format_interval
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -46,9 +48,7 @@ def main() -> None:
     ]
     for split in ("dev", "test"):
         for seed, r in summary["splits"][split]["per_seed"].items():
-            lines.append(
-                f"| {split} | {seed} | {r['wer']:.2%} | [{r['ci_low']:.2%}, {r['ci_high']:.2%}] |"
-            )
+            lines.append(f"| {split} | {seed} | {r['wer']:.2%} | {format_interval(r)} |")
     lines += ["", "| split | mean | std | 95 % t-interval of the mean | outlier seeds |",
               "|---|---|---|---|---|"]  # fmt: skip
     for split in ("dev", "test"):

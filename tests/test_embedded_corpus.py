@@ -7,6 +7,7 @@ on the same corpus render it once.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from speech_repro.cli import _current_data
 from speech_repro.corpora.digits import plan_digit_corpus
 
 from .conftest import copy_project, run_kedro
@@ -98,6 +100,9 @@ def test_a_partial_run_reads_the_corpus_of_its_own_parameters(project, params):
     (partial,) = set(_run_ids(project)) - known
     plan = plan_digit_corpus(_corpus_params(params, overrides))
     assert sorted(_manifest(project, partial)["utt_id"]) == sorted(plan["utt_id"])
+    # verify's data check reads the corpus of the run's own parameters, not today's defaults
+    record = json.loads((project / "data/09_runs" / partial / "record.json").read_text())
+    assert sorted(_current_data(project, record)) == sorted(plan["utt_id"])
     code, output = _finish(
         _start(project, *TO_FEATURES, "--from-nodes", "build_manifest", "--params", "corpus.seed=7")
     )

@@ -19,7 +19,7 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from speech_repro.asr.stats import paired_speaker_bootstrap
+from speech_repro.asr.stats import format_interval, paired_speaker_bootstrap
 from speech_repro.repro import runlog
 from speech_repro.repro.atomic import atomic_write_bytes
 from speech_repro.repro.integrity import (
@@ -42,7 +42,7 @@ from speech_repro.repro.record import (
     scan_records,
     status,
 )
-from speech_repro.repro.redaction import redact_record, redact_text
+from speech_repro.repro.redaction import redact_record, redact_text, redacted_keys
 from speech_repro.repro.signing import SigningError, default_allowed_signers, sign_file
 from speech_repro.repro.verify import (
     GRADES,
@@ -382,6 +382,12 @@ def load_versions_of(record: dict, datasets: set[str]) -> dict[str, str]:
 def _run_session(project: Path, record: dict, env: str | None = None, **run_kwargs: Any) -> None:
     """Run in ``record``'s configuration environment with exactly ``record``'s parameters."""
     recorded = {**record["parameters"]["design"], **record["parameters"]["tunable"]}
+    if redacted := redacted_keys(recorded):
+        raise click.ClickException(
+            f"run {record['run_id']} recorded parameter(s) {', '.join(redacted)} redacted (they "
+            "held a secret): its bundle does not hold the values it ran with, so it is not "
+            "continued with other ones"
+        )
     bootstrap_project(project)
     with KedroSession.create(
         project_path=project, env=env or record.get("env"), runtime_params=recorded
@@ -530,9 +536,14 @@ def compare(
     click.echo(f"B {run_b}: {split} WER {result['wer_b']:.2%} ({len(names_b)} model(s))")
     click.echo(
         f"WER(B) - WER(A) = {result['delta']:+.2%}, {level} % CI "
-        f"[{result['ci_low']:+.2%}, {result['ci_high']:+.2%}] "
+        f"{format_interval(result, '+.2%')} "
         f"({result['method']}, {result['speakers']} speakers)"
     )
+    if result["ci_low"] is None:
+        click.echo(
+            "no interval over speakers: whether B differs from A beyond speaker noise is unknown"
+        )
+        return
     verdict = (
         "the difference is within speaker noise (the interval contains 0)"
         if result["equivalent"]
@@ -563,10 +574,17 @@ def _explain(old: dict, new: dict) -> dict[str, Any]:
     return {k: groups[k] for k in ("parameters", "code", "environment")}
 
 
-def _current_data(project: Path, env: str | None) -> dict[str, str] | None:
-    """utterance id -> audio digest of the corpus as it is now; None when there is none yet."""
+def _current_data(project: Path, record: dict) -> dict[str, str] | None:
+    """utterance id -> audio digest of the run's corpus as it is now; None when there is none yet.
+
+    The corpus is looked up with the run's recorded parameters, so a run made with corpus
+    overrides (``--params corpus.seed=7``) is checked against its own corpus.
+    """
+    recorded = {**record["parameters"]["design"], **record["parameters"]["tunable"]}
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env) as session:
+    with KedroSession.create(
+        project_path=project, env=record.get("env"), runtime_params=recorded
+    ) as session:
         catalog = session.load_context().catalog
         if not catalog.exists("raw_corpus"):
             return None
@@ -653,7 +671,7 @@ def verify_command(
     record = read_record(_runs_dir(project), run_id)
     snapshot = _snapshot(project, run_id)
     try:
-        current = _current_data(project, record.get("env"))
+        current = _current_data(project, record)
     except Exception as error:  # the corpus itself refuses to load: modified or missing files
         raise click.ClickException(
             f"the data of run {run_id} cannot be read as recorded; not replayed:\n{error}"
@@ -780,7 +798,7 @@ def _print_verification(result: Verification) -> None:
         m = result.metric_test
         click.echo(
             f"test WER {m['wer_a']:.4f} -> {m['wer_b']:.4f} (delta {m['delta']:+.4f}, speaker-bootstrap "
-            f"{100 * m['level']:.0f}% CI [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}], {m['speakers']} speakers)"
+            f"{100 * m['level']:.0f}% CI {format_interval(m, '+.4f')}, {m['speakers']} speakers)"
         )
     click.echo(f"verdict: {result.overall}")
 

@@ -88,3 +88,14 @@ def test_two_speakers_have_a_defined_interval():
     result = speaker_wer_interval(hypotheses({"a": [1, 2], "b": [0, 0]}), replicates=200)
     assert result["ci_undefined"] is None
     assert result["ci_low"] <= result["wer"] <= result["ci_high"]
+
+
+def test_a_paired_comparison_on_one_speaker_has_no_interval_and_no_equivalence():
+    """Two runs of one speaker: the bootstrap can only return that speaker's own difference."""
+    a = hypotheses({"a": [1, 2, 0]})
+    b = hypotheses({"a": [1, 1, 0]})
+    result = paired_speaker_bootstrap(a, b, replicates=200)
+    assert result["delta"] == pytest.approx(-1 / 12)
+    assert result["ci_low"] is None and result["ci_high"] is None
+    assert result["ci_undefined"] == "1 speaker" and not result["equivalent"]
+    assert not paired_speaker_bootstrap(a, a, replicates=200)["equivalent"]  # even when equal

@@ -7,7 +7,8 @@ utterances (a block bootstrap).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jiwer
 import numpy as np
@@ -119,13 +120,15 @@ def paired_speaker_bootstrap(
     replicates: int = 2000,
     seed: int = 0,
     level: float = 0.95,
-) -> dict[str, float | bool | int | str]:
+) -> dict[str, float | bool | int | str | None]:
     """WER(b) - WER(a) on the same utterances, with a bootstrap CI over speakers.
 
     Each side is one run's hypotheses, or several runs of one configuration (seeds), whose
     errors are averaged per utterance. ``equivalent`` is true when the interval contains 0: the
     two systems' difference is within what resampling the speakers alone produces.
-    ``p_improvement`` is the share of replicates in which b has the lower WER.
+    ``p_improvement`` is the share of replicates in which b has the lower WER. With fewer than
+    2 speakers there is no interval (``ci_low``/``ci_high`` None, ``ci_undefined`` says why) and
+    the systems are never called equivalent.
     """
     a = pooled_word_errors(hypotheses_a).set_index("utt_id")
     b = pooled_word_errors(hypotheses_b).set_index("utt_id")
@@ -145,6 +148,23 @@ def paired_speaker_bootstrap(
         .sum()
     )
     totals = per_speaker.to_numpy(dtype=float)
+    wer_a = float(totals[:, 0].sum() / max(totals[:, 2].sum(), 1))
+    wer_b = float(totals[:, 1].sum() / max(totals[:, 2].sum(), 1))
+    if len(totals) < 2:  # resampling one speaker returns it: a zero-width interval would lie
+        return {
+            "wer_a": wer_a,
+            "wer_b": wer_b,
+            "delta": wer_b - wer_a,
+            "ci_low": None,
+            "ci_high": None,
+            "ci_undefined": f"{len(totals)} speaker{'' if len(totals) == 1 else 's'}",
+            "level": level,
+            "speakers": len(totals),
+            "replicates": 0,
+            "p_improvement": None,
+            "equivalent": False,  # no interval: equivalence cannot be shown
+            "method": UNDEFINED_INTERVAL_METHOD,
+        }
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(totals), size=(replicates, len(totals)))
     sums = totals[picks].sum(axis=1)
@@ -152,11 +172,12 @@ def paired_speaker_bootstrap(
     low, high = np.quantile(deltas, [(1 - level) / 2, (1 + level) / 2])
     observed = (totals[:, 1].sum() - totals[:, 0].sum()) / max(totals[:, 2].sum(), 1)
     return {
-        "wer_a": float(totals[:, 0].sum() / max(totals[:, 2].sum(), 1)),
-        "wer_b": float(totals[:, 1].sum() / max(totals[:, 2].sum(), 1)),
+        "wer_a": wer_a,
+        "wer_b": wer_b,
         "delta": float(observed),
         "ci_low": float(low),
         "ci_high": float(high),
+        "ci_undefined": None,
         "level": level,
         "speakers": len(totals),
         "replicates": replicates,
@@ -164,3 +185,10 @@ def paired_speaker_bootstrap(
         "equivalent": bool(low <= 0 <= high),
         "method": f"paired percentile bootstrap over speakers ({replicates} resamples)",
     }
+
+
+def format_interval(entry: Mapping[str, Any], spec: str = ".2%") -> str:
+    """``[low, high]`` formatted with ``spec``, or ``undefined: <why>`` where there is no interval."""
+    if entry["ci_low"] is None:
+        return f"undefined: {entry.get('ci_undefined') or 'no interval'}"
+    return f"[{entry['ci_low']:{spec}}, {entry['ci_high']:{spec}}]"

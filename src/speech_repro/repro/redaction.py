@@ -270,3 +270,24 @@ def redact_logging(logger: logging.Logger | None = None) -> int:
                 handler.addFilter(RedactingFilter())
                 added += 1
     return added
+
+
+def redacted_keys(tree: Any) -> list[str]:
+    """Dotted keys of a nested mapping whose values were redacted when recorded.
+
+    A replay or resume must not run with the marker in place of the value the run used.
+    """
+    found: dict[str, None] = {}
+
+    def visit(value: Any, key: str) -> None:
+        if isinstance(value, Mapping):
+            for name, item in value.items():
+                visit(item, f"{key}.{name}" if key else str(name))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                visit(item, key)
+        elif isinstance(value, str) and REDACTED in value:
+            found[key] = None
+
+    visit(tree, "")
+    return list(found)

@@ -37,6 +37,7 @@ from speech_repro.repro.record import (
     load_run,
     read_record,
 )
+from speech_repro.repro.redaction import redacted_keys
 from speech_repro.repro.signing import signature_status
 from speech_repro.repro.state import flatten_state
 
@@ -202,6 +203,12 @@ def prepare_workdir(
     recorded = copy.deepcopy({**record.parameters.design, **record.parameters.tunable})
     for dotted, value in overrides.items():
         _set(recorded, dotted.split("."), value)
+    if redacted := redacted_keys(recorded):
+        raise ReplayRefused(
+            f"run {record.run_id} recorded parameter(s) {', '.join(redacted)} redacted (they held "
+            "a secret), so the bundle does not hold the values the run used: give them again with "
+            "--params " + ",".join(f"{key}=..." for key in redacted)
+        )
     (conf / "base" / "parameters.yml").write_text(
         yaml.safe_dump(_escape_interpolation(recorded), sort_keys=False)
     )

@@ -15,7 +15,7 @@ import torchaudio
 from matplotlib.figure import Figure
 
 from speech_repro.asr.features import FeatureConfig
-from speech_repro.asr.stats import UNDEFINED_INTERVAL_METHOD, speaker_wer_interval
+from speech_repro.asr.stats import UNDEFINED_INTERVAL_METHOD, format_interval, speaker_wer_interval
 from speech_repro.schemas import in_several_splits, normalized_ids
 
 FIGSIZE = (7.0, 4.0)
@@ -260,13 +260,6 @@ def wer_table(metrics: dict[str, Any], wer_summary: dict[str, Any]) -> list[str]
     lines += ["", f"Interval: {interval_methods([wer_summary])}."]
     lines.append(f"Text normalization: `{metrics['normalization']}`.")
     return lines
-
-
-def format_interval(entry: Mapping[str, Any]) -> str:
-    """``[low, high]`` in percent, or ``undefined: <why>`` where there is no interval."""
-    if entry["ci_low"] is None:
-        return f"undefined: {entry.get('ci_undefined') or 'no interval'}"
-    return f"[{entry['ci_low']:.2%}, {entry['ci_high']:.2%}]"
 
 
 def interval_methods(wer_summaries: list[dict[str, Any]]) -> str:

@@ -7,11 +7,11 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from speech_repro.asr.stats import format_interval
 from speech_repro.pipelines.reporting.nodes import (
     FIGSIZE,
     attention_section,
     flags_section,
-    format_interval,
     interval_methods,
     plot_learning_curves,
 )
