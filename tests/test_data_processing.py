@@ -190,6 +190,26 @@ def test_drift_report_flags_a_shifted_split(prepared, params):
         dp.drift_report(stats, prepared["split_lock"], {**params["drift"], "fail": True})
 
 
+@pytest.mark.parametrize(
+    ("train", "dev", "expected"),
+    [
+        # worked by hand: the largest gap between the two empirical CDFs
+        ([1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0], 0.5),  # ties at 3 and 4
+        ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0], 0.25),  # unequal sizes, all but one tied
+        ([1.0, 2.0], [10.0, 20.0, 30.0], 1.0),  # disjoint
+        ([5.0, 1.0, 3.0], [3.0, 1.0, 5.0], 0.0),  # same sample, other order
+    ],
+)
+def test_drift_ks_is_the_two_sample_kolmogorov_smirnov_statistic(train, dev, expected, params):
+    ids = [f"t{i}" for i in range(len(train))] + [f"d{i}" for i in range(len(dev))]
+    stats = pd.DataFrame({"utt_id": ids, "mean": train + dev, "std": [1.0] * len(ids)})
+    lock = pd.DataFrame({"utt_id": ids, "split": ["train"] * len(train) + ["dev"] * len(dev)})
+    report = dp.drift_report(stats, lock, params["drift"])
+    assert report["splits"]["dev"]["mean"]["ks"] == expected
+    assert report["splits"]["dev"]["std"]["ks"] == 0.0
+    assert type(report["splits"]["dev"]["mean"]["ks"]) is float  # JSON-native, not numpy
+
+
 # --- splits: never silently empty, explicit assignment, look-alike speaker ids ---------------
 
 # sha256 of the sorted "speaker<TAB>split" lines of the plan's speakers, before ids were

@@ -34,6 +34,7 @@ def _train(prepared, params, store, world_size=WORLD, **training):
         params["model"],
         params["text"],
         store,
+        params["determinism"],
     )
 
 

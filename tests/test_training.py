@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import graphlib
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import speech_repro
+from speech_repro.pipelines import seeds
+from speech_repro.pipelines.training import create_pipeline
 from speech_repro.pipelines.training.nodes import train_model
 from speech_repro.repro.checkpoints import CheckpointStore
 from speech_repro.repro.determinism import seed_globals
@@ -24,7 +32,7 @@ class CrashingStore(CheckpointStore):
         raise Crash(path)
 
 
-def _train(prepared, params, store, **training):
+def _train(prepared, params, store, determinism=None, **training):
     return train_model(
         prepared["features"],
         prepared["split_lock"],
@@ -34,6 +42,7 @@ def _train(prepared, params, store, **training):
         params["model"],
         params["text"],
         store,
+        params["determinism"] if determinism is None else determinism,
     )
 
 
@@ -94,3 +103,109 @@ def test_a_cuda_run_on_a_too_old_driver_stops_before_training(
     with pytest.raises(RuntimeError, match=r"NVIDIA driver 535\.54\.03 is older than 580"):
         _train(prepared, params, store, device="cuda")
     assert store.latest() is None
+
+
+SOURCE = Path(speech_repro.__file__).parent
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every speech_repro module ``path`` imports, at the top or inside a function."""
+    module = ".".join(path.relative_to(SOURCE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name.removesuffix(".__init__") for name in found if name.startswith("speech_repro")}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Which speech_repro modules each speech_repro module imports."""
+    modules = {
+        ".".join(p.relative_to(SOURCE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in SOURCE.rglob("*.py")
+    }
+    return {
+        name: {t for t in _imported_modules(path) if t in modules and t != name}
+        for name, path in modules.items()
+    }
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = _import_graph()
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
+    # Evaluation reads features through asr/, not through the training node (and its torchrun).
+    reached, todo = set(), ["speech_repro.pipelines.evaluation.nodes"]
+    while todo:
+        for target in graph[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    assert not {m for m in reached if m.startswith("speech_repro.pipelines.training")}
+
+
+def test_each_module_imports_alone_in_a_fresh_interpreter():
+    modules = [
+        "speech_repro.pipelines.training.loop",
+        "speech_repro.pipelines.training.distributed",
+        "speech_repro.pipelines.training.nodes",
+        "speech_repro.pipelines.evaluation.nodes",
+        "speech_repro.asr.dataset",
+    ]
+    # One interpreter per module, all at once (each spends seconds importing torch).
+    started = {
+        m: subprocess.Popen(
+            [sys.executable, "-c", f"import {m}"], stderr=subprocess.PIPE, text=True
+        )
+        for m in modules
+    }
+    errors = {m: p.communicate()[1] for m, p in started.items()}
+    failed = {m: errors[m] for m, p in started.items() if p.returncode != 0}
+    assert failed == {}
+
+
+def test_the_node_takes_the_determinism_parameters():
+    (node,) = create_pipeline().nodes
+    assert "params:determinism" in node.inputs
+    # A seed sweep's namespaces share the one policy the hook applied to the process.
+    sweep = seeds.create_pipeline(seeds=[1, 2])
+    trainers = [n for n in sweep.nodes if n.name.endswith("train_model")]
+    assert len(trainers) == 2
+    assert all("params:determinism" in n.inputs for n in trainers)
+
+
+def test_the_ranks_threads_come_from_the_policy_passed_in_not_from_the_process(
+    prepared, params, tmp_path, monkeypatch
+):
+    """The Kedro process may hold any thread count (no hook ran here, or a library changed it):
+    the ranks get ``determinism.threads // world_size`` of the parameters the node was given."""
+    from speech_repro.pipelines.training import distributed
+
+    class Launched(Exception):
+        """Stops the launcher once it has written what the ranks would read."""
+
+    def capture(*args, **kwargs):
+        raise Launched(kwargs["policy"])
+
+    monkeypatch.setattr(distributed, "write_workdir", capture)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with pytest.raises(Launched) as launched:
+            _train(
+                prepared,
+                params,
+                CheckpointStore(tmp_path),
+                determinism={**params["determinism"], "threads": 2},
+                distributed={"world_size": 2, "backend": "gloo"},
+            )
+    finally:
+        torch.set_num_threads(previous)
+    (policy,) = launched.value.args
+    assert policy.threads == 1

@@ -21,7 +21,7 @@ from .conftest import GIT, copy_project, run_kedro
 
 SEED_LINE = 'seed_globals(derive_seed(seed, "init"))'
 CHANGED_SEED_LINE = 'seed_globals(derive_seed(seed, "init-changed"))'
-TRAINING = "src/speech_repro/pipelines/training/nodes.py"
+TRAINING = "src/speech_repro/pipelines/training/loop.py"
 
 
 def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:

@@ -13,16 +13,14 @@ import pytest
 import torch
 
 from speech_repro.repro.environment import (
-    DETERMINISM_VARIABLES,
     REDACTED,
-    SECRET_NAME_PARTS,
-    VALUE_VARIABLES,
     capture_environment,
     redact,
     redact_command,
     selected_environment_variables,
 )
 from speech_repro.repro.hashing import bytes_digest, file_digest
+from speech_repro.settings import REPRO
 from tests.conftest import GIT
 
 TOP_LEVEL_KEYS = [
@@ -70,6 +68,18 @@ SECRET_ARGV = [
     "--pipeline=train",
 ]
 PLAIN_ENV = {"KEDRO_ENV": "local", "OMP_NUM_THREADS": "2", "MKL_CBWR": "AVX2"}
+# Written out, not imported: the record's determinism section, in its order.
+NUMERICS_VARIABLES = [
+    "CUBLAS_WORKSPACE_CONFIG",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_CBWR",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "PYTHONHASHSEED",
+    "OPENBLAS_CORETYPE",
+]
 
 
 def _assert_no_secret(text: str) -> None:
@@ -119,7 +129,7 @@ def test_variables_are_recorded_by_allowlist_and_the_rest_by_name():
         "SPEECH_REPRO_AUTH": "Bearer bearer-6-abcdef",
         "SPEECH_REPRO_MODE": "fast",
     }
-    assert selected_environment_variables(environ) == {
+    assert selected_environment_variables(environ, REPRO.environment) == {
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
         "CUDA_CREDS": REDACTED,
         "CUDA_VISIBLE_DEVICES": "0",
@@ -138,9 +148,14 @@ def test_variables_are_recorded_by_allowlist_and_the_rest_by_name():
         "SPEECH_REPRO_MODE": REDACTED,
         "UV_INDEX_URL": REDACTED,
     }
-    for name in DETERMINISM_VARIABLES:
-        assert name in VALUE_VARIABLES
-    assert "PASSWORD" in SECRET_NAME_PARTS
+    # The variables that change numerical results keep their values, whatever else is set.
+    numerics = {name: f"setting-{i}" for i, name in enumerate(NUMERICS_VARIABLES)}
+    assert selected_environment_variables(numerics) == dict(sorted(numerics.items()))
+    # An OpenMP-family name keeps its value unless it names a password.
+    assert selected_environment_variables({"GOMP_SPINCOUNT": "1", "GOMP_DB_PASSWORD": "pw"}) == {
+        "GOMP_DB_PASSWORD": REDACTED,
+        "GOMP_SPINCOUNT": "1",
+    }
 
 
 def test_command_redaction():
@@ -155,8 +170,9 @@ def test_command_redaction():
     ]
 
 
-def test_capture_in_process_leaks_no_secret(planted, tmp_path):
-    env = capture_environment(tmp_path)
+def test_capture_in_process_leaks_no_secret(planted, tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    env = capture_environment(tmp_path, REPRO.environment)
     assert list(env) == TOP_LEVEL_KEYS
     text = json.dumps(env)
     _assert_no_secret(text)
@@ -170,7 +186,9 @@ def test_capture_in_process_leaks_no_secret(planted, tmp_path):
     for name, value in PLAIN_ENV.items():
         assert variables[name] == value  # allowlisted variables are kept verbatim
     assert list(variables) == sorted(variables)
+    assert list(env["determinism_env"]) == NUMERICS_VARIABLES
     assert env["determinism_env"]["OMP_NUM_THREADS"] == "2"
+    assert env["determinism_env"]["PYTHONHASHSEED"] is None  # unset, recorded as such
     assert env["command"][2] == f"--data=s3://{REDACTED}@bucket/raw"
     assert env["git"] is None  # tmp_path is no checkout
 
@@ -266,7 +284,7 @@ def test_git_and_lock_file_sections(tmp_path):
     _git(repo, "commit", "-q", "-m", "first")
     head = _git(repo, "rev-parse", "HEAD").strip()
 
-    clean = capture_environment(repo)
+    clean = capture_environment(repo, REPRO.environment)
     assert clean["git"] == {
         "commit": head,
         "branch": "main",
@@ -292,7 +310,8 @@ def test_git_and_lock_file_sections(tmp_path):
     assert dirty["diff_digest"] == bytes_digest(diff)
 
     (repo / "flake.lock").write_text("{}\n")
-    assert capture_environment(repo)["lock_files"]["flake.lock"] == file_digest(repo / "flake.lock")
+    locks = capture_environment(repo, REPRO.environment)["lock_files"]  # the project's lock files
+    assert locks["flake.lock"] == file_digest(repo / "flake.lock")
 
 
 def test_git_section_never_fails(tmp_path, monkeypatch):

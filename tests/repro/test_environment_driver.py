@@ -6,22 +6,20 @@ import pytest
 
 from speech_repro.repro import environment
 from speech_repro.repro.environment import (
-    MIN_NVIDIA_DRIVER,
     capture_environment,
     check_driver,
     require_cuda_driver,
 )
 
-
-def test_floor_is_the_cuda_13_0_driver():
-    # NVIDIA's CUDA 13.0 release notes: the CUDA 13.0 GA toolkit's Linux x86_64 driver.
-    assert MIN_NVIDIA_DRIVER == "580.65.06"
+# NVIDIA's CUDA 13.0 release notes: the CUDA 13.0 GA toolkit's Linux x86_64 driver. Written out
+# here, not imported: the table below and the record must show this floor, not whatever it is.
+CUDA_13_0_DRIVER = "580.65.06"
 
 
 @pytest.mark.parametrize(
     ("found", "expected"),
     [
-        ("580.65.06", True),  # exactly the floor
+        ("580.65.06", True),  # exactly the floor (the default minimum)
         ("580.65.6", True),  # a leading zero is not a different version
         ("580.65.07", True),
         ("580.82.07", True),  # CUDA 13.0 Update 1's driver
@@ -58,7 +56,7 @@ def test_record_holds_driver_floor_and_verdict(monkeypatch):
     monkeypatch.setattr(environment, "_nvidia_driver_version", lambda: "575.57.08")
     hardware = capture_environment()["hardware"]
     assert hardware["driver_version"] == "575.57.08"
-    assert hardware["driver_minimum"] == MIN_NVIDIA_DRIVER
+    assert hardware["driver_minimum"] == CUDA_13_0_DRIVER
     assert hardware["driver_ok"] is False
 
     monkeypatch.setattr(environment, "_nvidia_driver_version", lambda: "580.95.05")
@@ -69,7 +67,7 @@ def test_cpu_machine_records_no_verdict_and_does_not_fail(tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi on the PATH: a CPU machine
     hardware = capture_environment()["hardware"]
     assert hardware["driver_version"] is None
-    assert hardware["driver_minimum"] == MIN_NVIDIA_DRIVER
+    assert hardware["driver_minimum"] == CUDA_13_0_DRIVER
     assert hardware["driver_ok"] is None
     assert require_cuda_driver() is None  # unknown is left to torch, not refused
 
@@ -83,10 +81,10 @@ def test_driver_fields_follow_the_version_in_the_hardware_section():
 def test_require_cuda_driver_refuses_an_old_driver_with_the_fix(monkeypatch):
     monkeypatch.setattr(environment, "_nvidia_driver_version", lambda: "570.133.20")
     with pytest.raises(RuntimeError) as raised:
-        require_cuda_driver()
+        require_cuda_driver(cpu_option="training.device: cpu")  # the caller's own switch
     message = str(raised.value)
     assert "570.133.20" in message
-    assert MIN_NVIDIA_DRIVER in message
+    assert CUDA_13_0_DRIVER in message
     assert "training.device: cpu" in message
 
 

@@ -19,6 +19,7 @@ from speech_repro.repro.hashing import file_digest, json_digest
 from speech_repro.repro.provenance import PREFIXES, dumps, to_prov_json
 from speech_repro.repro.record import list_records
 from speech_repro.repro.session import RUNS_DIR
+from speech_repro.settings import REPRO
 from tests.conftest import copy_project, run_kedro
 
 # For each PROV-JSON relation: which of its fields name which kind of element.
@@ -37,6 +38,14 @@ REFERENCES = {
 ELEMENTS = ("entity", "activity", "agent")
 # xsd:dateTime (XML Schema 1.1 part 2, 3.3.7), with the offset required: records are in UTC.
 XSD_DATETIME = re.compile(r"^-?\d{4,}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+# PROV-JSON leaves these prefixes implicit, and prov does not write them
+IMPLICIT_PREFIXES = {"prov", "xsd"}
+XSD_INTEGERS = {"xsd:int", "xsd:long", "xsd:integer"}
+
+
+def _number(value: dict) -> int | float:
+    """A PROV-JSON typed numeric literal (prov writes numbers as ``{"$": text, "type": ...}``)."""
+    return int(value["$"]) if value["type"] in XSD_INTEGERS else float(value["$"])
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +69,9 @@ def node_io(record) -> list:
 
 @pytest.fixture(scope="module")
 def document(project, record, node_io) -> dict:
-    return to_prov_json(record, project / RUNS_DIR / record["run_id"], node_io=node_io)
+    return to_prov_json(
+        record, project / RUNS_DIR / record["run_id"], node_io=node_io, namespace=REPRO.namespace
+    )
 
 
 def _relations(document: dict, kind: str) -> list[dict]:
@@ -91,8 +102,9 @@ def _datasets(document: dict) -> dict[str, dict]:
 
 def test_every_relation_refers_to_a_declared_element(document):
     assert _dangling(document) == []
-    prefixes = set(document["prefix"])
+    prefixes = set(document["prefix"]) | IMPLICIT_PREFIXES
     assert prefixes == set(PREFIXES)
+    assert document["prefix"]["srepro"] == REPRO.namespace == "urn:speech-repro:"
     for kind in ELEMENTS:
         for identifier in document[kind]:
             assert identifier.split(":", 1)[0] in prefixes, identifier
@@ -106,8 +118,9 @@ def test_every_relation_refers_to_a_declared_element(document):
 
 def test_run_times_are_the_recorded_xsd_datetimes(document, record):
     run = document["activity"][f"srepro:run/{record['run_id']}"]
-    assert run["prov:startTime"] == record["started_at"]
-    assert run["prov:endTime"] == record["finished_at"]
+    # the same instants; prov writes xsd:dateTime with microseconds (".143000+00:00")
+    for key, recorded in (("prov:startTime", "started_at"), ("prov:endTime", "finished_at")):
+        assert datetime.fromisoformat(run[key]) == datetime.fromisoformat(record[recorded])
     for attributes in document["activity"].values():
         for key in ("prov:startTime", "prov:endTime"):
             if key in attributes:
@@ -174,7 +187,9 @@ def test_lineage_follows_the_ledger_and_the_pipeline(document, record, node_io):
         for output in outputs:
             for i in data_inputs:
                 assert (datasets[output], datasets[i], node[name]) in derivation
-    order = [document["activity"][node[n]]["srepro:executionIndex"] for n in record["nodes"]]
+    order = [
+        _number(document["activity"][node[n]]["srepro:executionIndex"]) for n in record["nodes"]
+    ]
     assert order == list(range(len(record["nodes"])))
 
 
@@ -286,10 +301,11 @@ def test_an_old_record_with_secrets_exports_none_of_them(record):
     assert old["parameters"]["tunable"]["relock"] == {"token": "tok-prov-3"}  # input unchanged
 
 
-def _export(project: Path, *args: str) -> subprocess.CompletedProcess:
+def _export(project: Path, *args: str, hash_seed: str = "0") -> subprocess.CompletedProcess:
+    environ = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "PYTHONHASHSEED": hash_seed}
     return subprocess.run(
         [sys.executable, "-m", "kedro", "repro", "export", *args],
-        cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}, capture_output=True, text=True,
+        cwd=project, env=environ, capture_output=True, text=True,
     )  # fmt: skip
 
 
@@ -301,6 +317,7 @@ def test_cli_exports_to_stdout_or_atomically_to_a_file_never_into_the_bundle(
     assert shown.returncode == 0, shown.stderr
     document = json.loads(shown.stdout)  # standard output holds the document alone
     assert _dangling(document) == []
+    assert document["prefix"]["srepro"] == "urn:speech-repro:"  # the project's, from settings
     prov.model.ProvDocument.deserialize(content=shown.stdout, format="json")
     for name, dataset in _datasets(document).items():  # locations are real paths in the project
         if dataset.get("srepro:version"):
@@ -308,7 +325,10 @@ def test_cli_exports_to_stdout_or_atomically_to_a_file_never_into_the_bundle(
     assert len(document.get("wasDerivedFrom", {})) > 0  # the CLI supplies the pipeline structure
 
     output = tmp_path / "exports" / "prov.json"
-    written = _export(project, run_id, "--format", "prov-json", "--output", str(output))
+    # another process with other string hashes: prov's sets must not change the bytes
+    written = _export(
+        project, run_id, "--format", "prov-json", "--output", str(output), hash_seed="12345"
+    )
     assert written.returncode == 0, written.stderr
     assert output.read_text() == shown.stdout
     assert [p.name for p in output.parent.iterdir()] == ["prov.json"]  # no temporary file left

@@ -3,12 +3,15 @@
 :func:`capture_environment` returns a JSON-serialisable dict with a stable key order: the Python
 interpreter, every installed distribution, the torch build and its determinism switches, the
 hardware, the environment variables that can change numerics or behaviour, the git state of the
-project, lock-file digests, and the command line.
+project, lock-file digests, and the command line. What is the project's own (its variable
+prefixes and switches, its lock files, the torch libraries it uses beside torch) comes in as an
+:class:`~speech_repro.repro.config.EnvironmentSpec`: nothing here names a project.
 
 Secrets never reach the record, by design rather than by guessing: environment variables are
-recorded by allowlist (:data:`VALUE_VARIABLES`, :data:`VALUE_FAMILIES`: the ones known to change
-numerics or behaviour keep their values); every other variable under :data:`SELECTED_PREFIXES` is
-recorded by name only, its value :data:`REDACTED`. The command line goes through
+recorded by allowlist (:data:`VALUE_VARIABLES`, :data:`VALUE_FAMILIES` and the project's
+``value_variables``: the ones known to change numerics or behaviour keep their values); every other
+variable under :data:`SELECTED_PREFIXES` or the project's ``variable_prefixes`` is recorded by name
+only, its value :data:`REDACTED`. The command line goes through
 :func:`~speech_repro.repro.redaction.redact_command`, and a final pass applies
 :func:`~speech_repro.repro.redaction.redact_text` to every string in the result. Capture never
 fails on a missing tool (git, nvidia-smi, torch): the affected fields are ``None``.
@@ -32,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from speech_repro.repro.config import EnvironmentSpec
 from speech_repro.repro.hashing import bytes_digest, file_digest
 from speech_repro.repro.redaction import (
     REDACTED,
@@ -67,7 +71,6 @@ SELECTED_PREFIXES = (
     "UV_",
     "LD_LIBRARY_PATH",
     "HF_",
-    "SPEECH_REPRO",
 )
 """Environment variables whose names start with one of these are recorded: by name only, unless
 :func:`is_recorded_with_value` allows the value."""
@@ -119,11 +122,11 @@ VALUE_VARIABLES = frozenset(
         "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS", "PYTHONUTF8", "PYTHONIOENCODING",
         "PYTHONDEVMODE", "PYTHONFAULTHANDLER", "PYTHONINTMAXSTRDIGITS", "PYTHONMALLOC",
         "PYTHONUNBUFFERED", "LD_LIBRARY_PATH", "LD_PRELOAD",
-        # Kedro, uv, Hugging Face and this project: configuration, offline mode, caches
+        # Kedro, uv and Hugging Face: configuration, offline mode, caches
         "KEDRO_ENV", "KEDRO_LOGGING_CONFIG", "KEDRO_DISABLE_TELEMETRY",
         "UV_FROZEN", "UV_LOCKED", "UV_NO_SYNC", "UV_OFFLINE", "UV_PYTHON",
         "UV_PROJECT_ENVIRONMENT", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
-        "HF_HOME", "HF_HUB_CACHE", "HF_HUB_DISABLE_TELEMETRY", "SPEECH_REPRO_RECORD",
+        "HF_HOME", "HF_HUB_CACHE", "HF_HUB_DISABLE_TELEMETRY",
     }
 )  # fmt: skip
 """Variables known to change numerics or behaviour: recorded with their values (redacted by
@@ -131,8 +134,6 @@ shape all the same). Every other selected variable is recorded by name only."""
 
 VALUE_FAMILIES = ("OMP_", "KMP_", "GOMP_")
 """OpenMP runtime settings (GNU and Intel): recorded with values unless the name looks secret."""
-
-LOCK_FILES = ("uv.lock", "flake.lock")
 
 MIN_NVIDIA_DRIVER = "580.65.06"
 """The oldest NVIDIA Linux driver for the locked CUDA user space (torch 2.11's CUDA 13.0 wheels).
@@ -149,28 +150,32 @@ _NVIDIA_SMI_TIMEOUT_S = 5.0
 _DOTTED_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
-def is_recorded_with_value(name: str) -> bool:
+def is_recorded_with_value(name: str, spec: EnvironmentSpec | None = None) -> bool:
     """Whether variable ``name``'s value is recorded (:data:`VALUE_VARIABLES`,
-    :data:`VALUE_FAMILIES`); any other selected variable is recorded by name only."""
-    if name in VALUE_VARIABLES:
+    :data:`VALUE_FAMILIES`, the project's ``value_variables``); any other selected variable is
+    recorded by name only."""
+    if name in VALUE_VARIABLES or (spec is not None and name in spec.value_variables):
         return True
     return name.startswith(VALUE_FAMILIES) and not is_secret_name(name)
 
 
-def selected_environment_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def selected_environment_variables(
+    environ: Mapping[str, str] | None = None, spec: EnvironmentSpec | None = None
+) -> dict[str, str]:
     """The variables of ``environ`` (default ``os.environ``) the run record names, sorted.
 
-    A name is selected when it starts with one of :data:`SELECTED_PREFIXES` or its value is
-    recorded. Values are recorded by allowlist, never by guessing which are secret: a variable
+    A name is selected when it starts with one of :data:`SELECTED_PREFIXES` or the project's
+    ``variable_prefixes`` (``spec``), or its value is recorded. Values are recorded by allowlist, never by guessing which are secret: a variable
     for which :func:`is_recorded_with_value` holds keeps its value (passed through
     :func:`redact_text` all the same); every other one is named, with :data:`REDACTED` as value.
     """
     environ = os.environ if environ is None else environ
+    prefixes = SELECTED_PREFIXES + (spec.variable_prefixes if spec is not None else ())
     selected = {}
     for name in sorted(environ):
-        if is_recorded_with_value(name):
+        if is_recorded_with_value(name, spec):
             selected[name] = redact_text(environ[name])
-        elif name.startswith(SELECTED_PREFIXES):
+        elif name.startswith(prefixes):
             selected[name] = REDACTED
     return selected
 
@@ -209,8 +214,12 @@ def _distribution_version(name: str) -> str | None:
         return None
 
 
-def _torch_section() -> dict[str, Any] | None:
-    """Build and runtime switches of torch, or ``None`` when torch is not installed."""
+def _torch_section(companions: Mapping[str, str]) -> dict[str, Any] | None:
+    """Build and runtime switches of torch, or ``None`` when torch is not installed.
+
+    ``companions`` (record field -> distribution) adds the versions of the torch libraries the
+    project uses, right after torch's own.
+    """
     try:
         import torch
     except ImportError:
@@ -218,8 +227,8 @@ def _torch_section() -> dict[str, Any] | None:
     backends = torch.backends
     return {
         "version": str(torch.__version__),
-        # from metadata, so that recording it does not import the audio stack
-        "torchaudio_version": _distribution_version("torchaudio"),
+        # from metadata, so that recording them imports nothing more
+        **{key: _distribution_version(name) for key, name in companions.items()},
         "cuda_version": torch.version.cuda,
         "cudnn_version": _call(backends.cudnn.version),
         "cpu_capability": _call(lambda: backends.cpu.get_cpu_capability()),
@@ -345,11 +354,14 @@ def check_driver(found: str | None, minimum: str = MIN_NVIDIA_DRIVER) -> bool | 
     return have + (0,) * (width - len(have)) >= need + (0,) * (width - len(need))
 
 
-def require_cuda_driver(minimum: str = MIN_NVIDIA_DRIVER) -> str | None:
+def require_cuda_driver(
+    minimum: str = MIN_NVIDIA_DRIVER, cpu_option: str | None = None
+) -> str | None:
     """Stop a CUDA run early, with the fix in the message, when the host driver is too old.
 
-    For callers that are about to use CUDA (``training.device: cuda``): an older driver would
-    otherwise surface later as an opaque "CUDA driver version is insufficient" from torch.
+    For callers that are about to use CUDA: an older driver would otherwise surface later as an
+    opaque "CUDA driver version is insufficient" from torch. ``cpu_option`` names the caller's
+    own switch to the CPU (shown in the message, e.g. a parameter and its value).
     Returns the driver version ``nvidia-smi`` reports, or ``None`` when it reports none; an
     unknown driver is not refused here, since torch then reports what is actually missing.
     """
@@ -358,7 +370,9 @@ def require_cuda_driver(minimum: str = MIN_NVIDIA_DRIVER) -> str | None:
         raise RuntimeError(
             f"NVIDIA driver {found} is older than {minimum}, the minimum for the CUDA 13.0 "
             "libraries locked in uv.lock (torch 2.11). Upgrade the host driver to the 580 branch "
-            "or newer, or run on the CPU (training.device: cpu). See docs/nix.md."
+            "or newer, or run on the CPU"
+            + (f" ({cpu_option})" if cpu_option else "")
+            + ". See docs/nix.md."
         )
     return found
 
@@ -438,16 +452,23 @@ def _git_section(project_path: Path) -> dict[str, Any] | None:
     }
 
 
-def _lock_files_section(project_path: Path | None) -> dict[str, str | None]:
+def _lock_files_section(
+    project_path: Path | None, lock_files: tuple[str, ...]
+) -> dict[str, str | None]:
     digests: dict[str, str | None] = {}
-    for name in LOCK_FILES:
+    for name in lock_files:
         path = None if project_path is None else project_path / name
         digests[name] = _call(file_digest, path) if path is not None and path.is_file() else None
     return digests
 
 
-def capture_environment(project_path: Path | None = None) -> dict[str, Any]:
+def capture_environment(
+    project_path: Path | None = None, spec: EnvironmentSpec | None = None
+) -> dict[str, Any]:
     """The environment of this process, JSON-serialisable, in a stable key order, secrets redacted.
+
+    ``spec`` is the project's part (its variables, lock files, torch libraries); without it
+    only what every project shares is recorded.
 
     Sections: ``python``, ``packages``, ``torch``, ``hardware``, ``determinism_env``,
     ``environment_variables``, ``git``, ``lock_files``, ``command`` and ``hostname``. ``git`` is
@@ -455,18 +476,19 @@ def capture_environment(project_path: Path | None = None) -> dict[str, Any]:
     a git checkout / lacks the file).
     """
     project = None if project_path is None else Path(project_path)
+    spec = EnvironmentSpec() if spec is None else spec
     record = {
         "python": _python_section(),
         "packages": installed_packages(),
-        "torch": _torch_section(),
+        "torch": _torch_section(spec.torch_companions),
         "hardware": _hardware_section(),
         "determinism_env": {
             name: None if (value := os.environ.get(name)) is None else redact_text(value)
             for name in DETERMINISM_VARIABLES
         },
-        "environment_variables": selected_environment_variables(),
+        "environment_variables": selected_environment_variables(spec=spec),
         "git": None if project is None else _git_section(project),
-        "lock_files": _lock_files_section(project),
+        "lock_files": _lock_files_section(project, spec.lock_files),
         "command": redact_command(sys.argv),
         "hostname": socket.gethostname(),
     }

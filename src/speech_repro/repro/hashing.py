@@ -27,6 +27,14 @@ def _format(hasher: blake3) -> str:
     return f"{ALGORITHM}:{hasher.hexdigest()}"
 
 
+def digest_hex(digest: str | None, length: int | None = None) -> str:
+    """The hex part of a ``blake3:<hex>`` digest, cut to ``length`` characters; ``-`` for none."""
+    if not digest:
+        return "-"
+    hex_part = digest.split(":", 1)[-1]
+    return hex_part if length is None else hex_part[:length]
+
+
 def bytes_digest(data: bytes) -> str:
     """Digest of a byte string."""
     return _format(blake3(data))

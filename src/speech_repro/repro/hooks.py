@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
-from kedro.io import AbstractVersionedDataset, Version
+from kedro.io import AbstractVersionedDataset
 from kedro.io.core import VersionNotFoundError
 
 from speech_repro.repro import runlog
 from speech_repro.repro.code import capture_code
+from speech_repro.repro.config import ReproConfig
 from speech_repro.repro.determinism import DeterminismPolicy, apply_policy
 from speech_repro.repro.environment import capture_environment
 from speech_repro.repro.hashing import file_digest, json_digest
@@ -110,23 +111,20 @@ class RunRecordHook:
       digests, metrics, non-deterministic operators met, and the status.
     - A node is complete only once every one of its outputs is saved.
     - A final record is sealed in the runs log (:mod:`speech_repro.repro.runlog`).
-    - ``snapshot`` names a table whose ``key``/``value`` columns are written beside the record as
-      the data snapshot (e.g. utterance id -> audio digest).
+    - What is the project's own comes from ``config`` (:class:`~speech_repro.repro.config.ReproConfig`):
+      the design sections, the table written beside the record as the data snapshot (its
+      ``key``/``value`` columns), the dataset copied as the record's metrics, the checkpoint
+      store a resumed run loads, and the project's part of the environment. Without one, the
+      record holds what every project has.
     """
 
-    def __init__(
-        self,
-        runs_dir: str = RUNS_DIR,
-        design_sections: tuple[str, ...] = (),
-        snapshot: dict[str, str] | None = None,
-        metrics_dataset: str = "metrics",
-        resume_dataset: str | None = None,
-    ):
+    def __init__(self, config: ReproConfig | None = None, runs_dir: str = RUNS_DIR):
+        self.config = ReproConfig() if config is None else config
         self.runs_dir = Path(runs_dir)
-        self.design_sections = design_sections
-        self.snapshot = snapshot
-        self.metrics_dataset = metrics_dataset
-        self.resume_dataset = resume_dataset
+        self.design_sections = self.config.design_sections
+        self.snapshot = self.config.snapshot
+        self.metrics_dataset = self.config.metric_dataset
+        self.resume_dataset = self.config.resume_dataset
         self._lock = threading.RLock()  # ThreadRunner calls the hooks from several threads
         self._reset()
 
@@ -166,11 +164,12 @@ class RunRecordHook:
             )
         self._reset()
         run_id = run_params["run_id"]
-        pinned = dict(run_params.get("load_versions") or {})
+        # The session pins what the run saves to the run's own id (ClaimedRunSession); only the
+        # versions of other runs are the user's pins.
+        pinned = {k: v for k, v in (run_params.get("load_versions") or {}).items() if v != run_id}
         check_pinned_inputs(
             self._project, pinned, exempt={self.resume_dataset} if self.resume_dataset else set()
         )
-        _pin_run_local_versions(catalog, pipeline.all_outputs(), run_id, pinned)
         self._catalog = catalog
         self._pinned = pinned
         self._free_inputs = {
@@ -208,7 +207,7 @@ class RunRecordHook:
                 "digest": json_digest(params),
             },
             "seeds": dict(_seeds(params)),
-            "environment": capture_environment(self._project),
+            "environment": capture_environment(self._project, self.config.environment),
             "code": None,
             "inputs": {},
             "ledger": {},
@@ -266,7 +265,7 @@ class RunRecordHook:
                 "digest": digest,
                 "files": stored_files(dataset, version, self._project),
             }
-            if dataset_name == self.metrics_dataset:
+            if self.metrics_dataset is not None and dataset_name == self.metrics_dataset:
                 self.record["metrics"] = data
             entry = self.record["nodes"].setdefault(
                 node.name, {"seconds": None, "outputs": sorted(node.outputs), "complete": False}
@@ -274,9 +273,9 @@ class RunRecordHook:
             if node.name in self._node_started:  # streamed outputs are computed while saved
                 entry["seconds"] = round(time.perf_counter() - self._node_started[node.name], 3)
             entry["complete"] = set(node.outputs) <= self.record["ledger"].keys()
-            if self.snapshot and dataset_name == self.snapshot["dataset"]:
+            if self.snapshot is not None and dataset_name == self.snapshot.dataset:
                 snapshot = dict(
-                    zip(data[self.snapshot["key"]], data[self.snapshot["value"]], strict=True)
+                    zip(data[self.snapshot.key], data[self.snapshot.value], strict=True)
                 )
                 write_json(self._dir / SNAPSHOT_FILE, snapshot)
                 self.record["data_snapshot"] = {
@@ -434,30 +433,17 @@ def _dataset(catalog: Any, name: str) -> Any:
 
 
 def _is_versioned(dataset: Any) -> bool:
-    return isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None
+    # A versioned dataset always has a save version inside a session; an unversioned one none.
+    return (
+        isinstance(dataset, AbstractVersionedDataset) and dataset.resolve_save_version() is not None
+    )
 
 
 def _resolved_load_version(catalog: Any, name: str) -> str | None:
     dataset = _dataset(catalog, name)
-    if isinstance(dataset, AbstractVersionedDataset) and dataset._version is not None:
+    if _is_versioned(dataset):
         try:
             return dataset.resolve_load_version()
         except VersionNotFoundError:  # e.g. a store the run creates itself
             return None
     return None
-
-
-def _pin_run_local_versions(
-    catalog: Any, outputs: set[str], run_id: str, pinned: dict[str, str]
-) -> None:
-    """Load what this run saves at this run's version, not whatever is newest on disk."""
-    for name in outputs:
-        dataset = _dataset(catalog, name)
-        if (
-            name not in pinned
-            and isinstance(dataset, AbstractVersionedDataset)
-            and dataset._version is not None
-        ):
-            # Kedro keeps the version in a private field; there is no public setter.
-            dataset._version = Version(run_id, run_id)
-            dataset._clear_version_cache()

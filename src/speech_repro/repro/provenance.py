@@ -8,7 +8,11 @@ activity per node, ``used`` / ``wasGeneratedBy`` / ``wasDerivedFrom`` per datase
 Crate centres on one action over files packaged *in* the crate; our datasets live outside the run
 bundle, which holds only the record.
 
-Mapping (identifiers in the ``srepro:`` namespace, :data:`PROJECT_NAMESPACE`):
+The document is built and serialised by the ``prov`` package (:func:`to_prov_document` gives
+the :class:`prov.model.ProvDocument`, for PROV-N, PROV-O/RDF or graphs too).
+
+Mapping (identifiers in the ``srepro:`` namespace, bound to the project's URN, ``urn:<project
+name>:``, which the caller passes from its :class:`~speech_repro.repro.config.ReproConfig`):
 
 - the run: activity ``run/<run id>`` with ``prov:startTime``/``prov:endTime``, status, command,
   pipelines, Kedro environment and the digest of the whole recorded environment;
@@ -36,50 +40,57 @@ Every string of the record goes through :func:`speech_repro.repro.redaction.reda
 first (credentials by shape everywhere; parameters, run options and environment variables by
 name too), so an export never carries a secret, even from a record written before redaction.
 
-Nothing here knows about audio; the document is deterministic (sorted keys, relation ids numbered
-in sorted order), so it can itself be digested.
+Nothing here knows about the project; the document is deterministic (elements and relations are
+added to the prov document in sorted order, so its blank relation ids ``_:id<n>`` are numbered in
+that order, and the JSON has sorted keys), so it can itself be digested. Values are PROV-JSON
+typed literals as ``prov`` writes them: strings and booleans plain, numbers as ``{"$": text,
+"type": "xsd:int" | "xsd:long" | "xsd:double"}``, times as ``xsd:dateTime`` text.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from speech_repro.repro.hashing import file_digest
+from prov.model import ProvDocument, QualifiedName
+
+from speech_repro.repro.hashing import digest_hex, file_digest
 from speech_repro.repro.record import RECORD_FILE
 from speech_repro.repro.redaction import redact_record
 from speech_repro.repro.session import RUNS_DIR
 
 PROJECT_PREFIX = "srepro"
-PROJECT_NAMESPACE = "urn:speech-repro:"
-"""URI of the ``srepro:`` prefix: a URN, because the project has no web address to mint terms under."""
+DEFAULT_NAMESPACE = "urn:kedro-repro:"
+"""URI of the ``srepro:`` prefix unless the caller names its project's (``ReproConfig.namespace``):
+a URN, because a project has no web address to mint terms under."""
 
 PREFIXES = {
-    PROJECT_PREFIX: PROJECT_NAMESPACE,
+    PROJECT_PREFIX: DEFAULT_NAMESPACE,
     "prov": "http://www.w3.org/ns/prov#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "dcterms": "http://purl.org/dc/terms/",
 }
+"""The document's prefixes (the ``srepro:`` one bound to the caller's namespace)."""
 
 NodeIO = Sequence[tuple[str, Sequence[str], Sequence[str]]]
 """``(node, inputs, outputs)`` per node, as a Kedro pipeline lists them."""
 
-# Short, stable prefixes for the blank-node ids of relations, e.g. "_:used3".
-_RELATIONS = (
-    "used",
-    "wasGeneratedBy",
-    "wasDerivedFrom",
-    "wasInformedBy",
-    "wasStartedBy",
-    "wasAssociatedWith",
-)
+_ELEMENTS = ("entity", "activity", "agent")
 
 
-def _qname(name: str) -> dict[str, str]:
-    """A PROV-JSON qualified-name literal (``prov:type`` and ``prov:role`` values are names)."""
-    return {"$": name, "type": "prov:QUALIFIED_NAME"}
+@dataclass(frozen=True)
+class _Name:
+    """A value that is a qualified name (``prov:type``, ``prov:role``, ``dcterms:isPartOf``)."""
+
+    text: str
+
+
+def _qname(name: str) -> _Name:
+    return _Name(name)
 
 
 def _local(kind: str, *parts: str) -> str:
@@ -87,7 +98,7 @@ def _local(kind: str, *parts: str) -> str:
 
 
 def _hex(digest: str) -> str:
-    return digest.split(":", 1)[-1]
+    return digest_hex(digest)
 
 
 def _canonical(value: Any) -> str:
@@ -96,7 +107,7 @@ def _canonical(value: Any) -> str:
 
 
 def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
-    """PROV-JSON attributes: ``None`` dropped (PROV has no null), mappings as canonical JSON.
+    """PROV attributes: ``None`` dropped (PROV has no null), mappings as canonical JSON.
 
     Lists become multi-valued attributes, which PROV treats as sets, so they are sorted.
     """
@@ -104,7 +115,7 @@ def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if value is None or value == []:
             continue
-        if isinstance(value, Mapping) and set(value) != {"$", "type"}:
+        if isinstance(value, Mapping):  # no PROV literal holds a mapping: its canonical JSON
             value = _canonical(value)
         elif isinstance(value, list | tuple):
             value = sorted(str(v) for v in value)
@@ -112,15 +123,41 @@ def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:
     return attributes
 
 
+# Relation kind -> how ``prov`` states it, from the relation's PROV-JSON fields.
+_RELATIONS: dict[str, Callable[[ProvDocument, dict[str, Any], list], Any]] = {
+    "used": lambda d, f, extra: d.used(f["activity"], f["entity"], other_attributes=extra),
+    "wasGeneratedBy": lambda d, f, extra: d.wasGeneratedBy(
+        f["entity"], f["activity"], other_attributes=extra
+    ),
+    "wasDerivedFrom": lambda d, f, extra: d.wasDerivedFrom(
+        f["generatedEntity"], f["usedEntity"], f.get("activity"), other_attributes=extra
+    ),
+    "wasInformedBy": lambda d, f, extra: d.wasInformedBy(
+        f["informed"], f["informant"], other_attributes=extra
+    ),
+    "wasStartedBy": lambda d, f, extra: d.wasStartedBy(
+        f["activity"], starter=f["starter"], other_attributes=extra
+    ),
+    "wasAssociatedWith": lambda d, f, extra: d.wasAssociatedWith(
+        f["activity"], f["agent"], other_attributes=extra
+    ),
+}
+_RELATION_FIELDS = {
+    "used": ("activity", "entity"),
+    "wasGeneratedBy": ("entity", "activity"),
+    "wasDerivedFrom": ("generatedEntity", "usedEntity", "activity"),
+    "wasInformedBy": ("informed", "informant"),
+    "wasStartedBy": ("activity", "starter"),
+    "wasAssociatedWith": ("activity", "agent"),
+}
+
+
 class _Document:
-    """Collects PROV records, then lays them out as one deterministic PROV-JSON document."""
+    """Collects what the run states (an element's attributes may come from several places),
+    then has ``prov`` build the document from it in a deterministic order."""
 
     def __init__(self) -> None:
-        self.elements: dict[str, dict[str, dict[str, Any]]] = {
-            "entity": {},
-            "activity": {},
-            "agent": {},
-        }
+        self.elements: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in _ELEMENTS}
         self.relations: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _RELATIONS}
 
     def add(self, kind: str, identifier: str, values: Mapping[str, Any]) -> str:
@@ -128,19 +165,43 @@ class _Document:
         return identifier
 
     def relate(self, kind: str, **fields: Any) -> None:
-        self.relations[kind].append({f"prov:{k}": v for k, v in fields.items() if v is not None})
+        self.relations[kind].append({k: v for k, v in fields.items() if v is not None})
 
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"prefix": dict(PREFIXES)}
-        for kind, elements in self.elements.items():
-            if elements:
-                document[kind] = elements
-        for kind, relations in self.relations.items():
-            # Identical relations stated twice are one; numbering follows the sorted content,
-            # so the same record always yields the same ids.
-            unique = sorted({_canonical(r): r for r in relations}.items())
-            if unique:
-                document[kind] = {f"_:{kind}{i}": r for i, (_, r) in enumerate(unique, 1)}
+    def build(self, namespace: str) -> ProvDocument:
+        document = ProvDocument()
+        for prefix, uri in PREFIXES.items():
+            if prefix not in ("prov", "xsd"):  # prov and xsd are always bound
+                document.add_namespace(prefix, namespace if prefix == PROJECT_PREFIX else uri)
+
+        def value(v: Any) -> Any:
+            return document.valid_qualified_name(v.text) if isinstance(v, _Name) else v
+
+        def pairs(values: Mapping[str, Any]) -> list[tuple[QualifiedName | str, Any]]:
+            return [
+                (name, value(item))
+                for name, v in values.items()
+                for item in (v if isinstance(v, list) else [v])
+            ]
+
+        for kind in _ELEMENTS:
+            for identifier, values in sorted(self.elements[kind].items()):
+                values = dict(values)
+                if kind == "activity":
+                    times = {k: values.pop(f"prov:{k}Time", None) for k in ("start", "end")}
+                    document.activity(
+                        identifier,
+                        *(None if t is None else datetime.fromisoformat(t) for t in times.values()),
+                        other_attributes=pairs(values),
+                    )
+                else:
+                    getattr(document, kind)(identifier, other_attributes=pairs(values))
+        for kind, state in _RELATIONS.items():
+            # Identical relations stated twice are one; the order (and so the blank ids prov
+            # numbers) follows the sorted content, so the same record always yields the same ids.
+            unique = sorted({_canonical(r): r for r in self.relations[kind]}.items())
+            for _, fields in unique:
+                extra = pairs({k: v for k, v in fields.items() if k not in _RELATION_FIELDS[kind]})
+                state(document, fields, [(f"prov:{k}", v) for k, v in extra])
         return document
 
 
@@ -150,14 +211,32 @@ def to_prov_json(
     *,
     node_io: NodeIO | None = None,
     locations: Mapping[str, str] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
-    """The PROV-JSON document of a run ``record`` (the dict of its ``record.json``).
+    """The PROV-JSON document of a run ``record`` (the dict of its ``record.json``), as ``prov``
+    serialises :func:`to_prov_document`'s document."""
+    document = to_prov_document(
+        record, run_dir, node_io=node_io, locations=locations, namespace=namespace
+    )
+    return json.loads(document.serialize(format="json"))
+
+
+def to_prov_document(
+    record: Mapping[str, Any],
+    run_dir: str | Path | None = None,
+    *,
+    node_io: NodeIO | None = None,
+    locations: Mapping[str, str] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> ProvDocument:
+    """The PROV document of a run ``record`` (the dict of its ``record.json``).
 
     Secrets in ``record`` are redacted first (see the module docstring). ``run_dir`` is the
     run's bundle; when given, the digest of its ``record.json`` is included. ``node_io`` lists
     each node's inputs and outputs (see :data:`NodeIO`); ``locations`` maps a dataset name to
     its path relative to the project (versioned datasets then live at
-    ``<path>/<version>/<file name>``, Kedro's layout).
+    ``<path>/<version>/<file name>``, Kedro's layout). ``namespace`` is the URI the ``srepro:``
+    identifiers live under (the project's ``ReproConfig.namespace``).
     """
     # Redacted here, so no caller can export a secret, even from a record older than redaction.
     record = redact_record(record)
@@ -205,7 +284,7 @@ def to_prov_json(
     parameters = _parameters(doc, run, record)
     _bundle_files(doc, run, run_id, record, run_dir)
     _datasets(doc, run, run_id, record, parameters, node_io, locations or {})
-    return doc.to_json()
+    return doc.build(namespace)
 
 
 def _agents(

@@ -2,8 +2,8 @@
 
 Grades, best first: ``bitwise`` (same content digest), ``tolerance`` (tensors or numeric tables
 allclose within rtol/atol), ``metric`` (the project's own equivalence test on its metrics), and
-``diverged``. Nothing here knows about speech: the project passes its dataset names and its
-metric-equivalence test in.
+``diverged``. Nothing here knows about the project: its data folders, its metric dataset and
+the equivalence test come in as its :class:`~speech_repro.repro.config.ReproConfig`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import yaml
 
 from speech_repro.repro import runlog
 from speech_repro.repro.code import CodeRestoreError, restore_code
+from speech_repro.repro.config import ReproConfig
 from speech_repro.repro.environment import installed_packages
 from speech_repro.repro.hashing import file_digest
 from speech_repro.repro.integrity import require_intact
@@ -42,6 +43,12 @@ from speech_repro.repro.signing import signature_status
 from speech_repro.repro.state import flatten_state
 
 GRADES = ["bitwise", "tolerance", "metric", "diverged"]
+
+DEFAULT_RTOL = 1e-5
+"""Relative tolerance of the ``tolerance`` grade (``kedro repro verify --rtol``)."""
+DEFAULT_ATOL = 1e-6
+"""Absolute tolerance of the ``tolerance`` grade (``kedro repro verify --atol``): float32
+round-off of values near 1 is about 1e-7, so 1e-6 admits reordered sums, not other results."""
 
 
 class DataChangedError(RuntimeError):
@@ -425,13 +432,14 @@ def package_differences(recorded: dict[str, str], current: dict[str, str]) -> di
 
 
 def recorded_environment(
-    project: Path, record: RunRecord, workdir: Path, sync: bool
+    project: Path, record: RunRecord, workdir: Path, sync: bool, cache_name: str = "kedro-repro"
 ) -> tuple[str, str]:
     """The interpreter that replays ``record`` and a description of it.
 
     The current interpreter when its packages are the recorded ones; with ``sync``, an
     environment built from the recorded ``uv.lock`` (``uv sync --frozen``) in a cache keyed by
-    the lock's digest; otherwise :class:`ReplayRefused` listing the package differences.
+    the lock's digest (under ``$XDG_CACHE_HOME/<cache_name>/envs``); otherwise
+    :class:`ReplayRefused` listing the package differences.
     """
     current = installed_packages()
     differences = package_differences(record.environment.packages, current)
@@ -450,7 +458,7 @@ def recorded_environment(
         raise ReplayRefused(
             f"run {record.run_id} stored no uv.lock: its environment cannot be rebuilt"
         )
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "speech-repro" / "envs"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / cache_name / "envs"
     target = cache / file_digest(lock).split(":", 1)[1][:32]
     result = subprocess.run(
         ["uv", "sync", "--frozen", "--project", str(workdir)],
@@ -467,16 +475,14 @@ def verify(
     project: Path,
     run_id: str,
     *,
+    config: ReproConfig,
     load_recorded: Callable[[Path, str, str], Any],
     node_order: list[tuple[str, list[str], list[str]]],
-    metric_dataset: str | None = None,
-    metric_test: Callable[[Path, str, Path, str], dict[str, Any]] | None = None,
     explain: Callable[[dict, dict], dict] | None = None,
-    data_dirs: tuple[str, ...] = ("data/01_raw",),
     until: str | None = None,
     overrides: dict[str, Any] | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-8,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
     workdir: Path | None = None,
     code: str = "recorded",
     sync_env: bool = False,
@@ -489,9 +495,11 @@ def verify(
     (:func:`~speech_repro.repro.integrity.require_intact`). ``code`` picks the code replayed: the
     ``recorded`` commit and patch (default) or the ``current`` tree. ``load_recorded(project,
     run_id, dataset)`` loads a dataset as a run saved it; ``node_order`` lists ``(node, inputs,
-    outputs)`` in execution order; ``metric_test`` decides metric equivalence from the two runs'
-    outputs when ``metric_dataset`` diverged; ``explain`` lists the differences that can explain
-    a divergence (environment, data, parameters).
+    outputs)`` in execution order; ``explain`` lists the differences that can explain a
+    divergence (environment, data, parameters). From ``config`` come the data folders the replay
+    mirrors (``data_dirs``), the replay-environment cache (``name``) and the metric test: when
+    ``metric_dataset`` diverged, ``metric_test`` decides from the two runs whether their metrics
+    are equivalent.
     """
     check = require_intact(project, run_id, what="to verify")
     for source in sorted(set(load_recorded_versions(project, run_id))):
@@ -499,10 +507,18 @@ def verify(
     record = load_run(project / RUNS_DIR, run_id)
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"verify-{run_id}-"))
     described_code, _ = prepare_workdir(
-        project, record, workdir, data_dirs, overrides or {}, code=code, trust_patch=trust_patch
+        project,
+        record,
+        workdir,
+        config.data_dirs,
+        overrides or {},
+        code=code,
+        trust_patch=trust_patch,
     )
     if code == "recorded":
-        python, described_env = recorded_environment(project, record, workdir, sync_env)
+        python, described_env = recorded_environment(
+            project, record, workdir, sync_env, cache_name=config.name
+        )
     else:
         python = sys.executable
         differing = package_differences(record.environment.packages, installed_packages())
@@ -575,11 +591,15 @@ def verify(
         result.explanation = explain(old, new) if explain else {}
     if (
         worst == GRADES.index("diverged")
-        and metric_test is not None
-        and metric_dataset is not None
-        and metric_dataset in grades
+        and config.metric_test is not None
+        and config.metric_dataset is not None
+        and config.metric_dataset in grades
     ):
-        result.metric_test = metric_test(project, run_id, workdir, replay_id)
+        test = config.metric_test
+        result.metric_test = test.equivalent(
+            load_recorded(project, run_id, test.dataset),
+            load_recorded(workdir, replay_id, test.dataset),
+        )
         if result.metric_test["equivalent"]:
             result.overall = "metric"
     return result

@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 
 from speech_repro.asr.batching import collate
+from speech_repro.asr.dataset import utterance_dataset
 from speech_repro.asr.model import CTCModel, ModelConfig, greedy_decode
 from speech_repro.asr.text import CharVocabulary, TextNormalization
-from speech_repro.pipelines.training.nodes import utterance_dataset
 from speech_repro.repro.hashing import json_digest
 from speech_repro.repro.shards import ShardedTensors
 

@@ -42,6 +42,7 @@ SHARED_PARAMETERS = {
     "params:evaluation",
     "params:reporting",
     "params:seed_sweep",
+    "params:determinism",  # one policy for the process, applied by the DeterminismHook
 }
 
 

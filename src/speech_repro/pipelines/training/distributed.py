@@ -9,7 +9,7 @@ working directory, runs
 
 and waits. Every rank reads the inputs back, applies the determinism policy with its share of
 the threads, joins the process group (gloo on CPU, NCCL on CUDA) and runs the same training loop
-as a single process (:func:`speech_repro.pipelines.training.nodes.fit`) on its share of the
+as a single process (:func:`speech_repro.pipelines.training.loop.fit`) on its share of the
 seeded batches. Rank 0 alone writes checkpoints (into the run's checkpoint store, holding every
 rank's RNG state) and the final model and log (into the working directory), which the node
 reads back and returns exactly as the single-process path does.
@@ -48,7 +48,7 @@ import torch
 import torch.distributed as dist
 
 import speech_repro
-from speech_repro.pipelines.training.nodes import World, fit
+from speech_repro.pipelines.training.loop import TrainingInputs, World, fit
 from speech_repro.repro.checkpoints import CheckpointStore
 from speech_repro.repro.determinism import DeterminismPolicy, apply_policy
 from speech_repro.repro.shards import ShardedTensors
@@ -97,49 +97,30 @@ def resolve_backend(device: str, backend: str, world_size: int) -> str:
     return backend
 
 
-def rank_policy(world_size: int) -> DeterminismPolicy:
-    """The determinism policy in force in this process, with its threads shared among the ranks.
+def rank_policy(policy: DeterminismPolicy, world_size: int) -> DeterminismPolicy:
+    """``policy`` as each of ``world_size`` ranks applies it: its threads shared among them.
 
-    The DeterminismHook applied ``determinism`` to the Kedro process; the ranks are new
-    processes, so it is read back here and handed on. Each rank gets ``threads // world_size``
-    threads (at least one), so N ranks do not oversubscribe the cores one process was given;
-    the count is a function of the recorded ``determinism.threads`` and world size, and it
-    matters for the bits (CPU reductions split work by thread count).
+    The DeterminismHook applied ``policy`` to the Kedro process; the ranks are new processes, so
+    the node hands it on. Each rank gets ``threads // world_size`` threads (at least one), so N
+    ranks do not oversubscribe the cores one process was given; the count is a function of the
+    recorded ``determinism.threads`` and world size, and it matters for the bits (CPU reductions
+    split work by thread count).
     """
-    warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    policy = DeterminismPolicy(
-        threads=torch.get_num_threads(),
-        interop_threads=torch.get_num_interop_threads(),
-        deterministic_algorithms=torch.are_deterministic_algorithms_enabled(),
-        mode="warn" if warn else "strict",
-        cudnn_benchmark=torch.backends.cudnn.benchmark,
-        allow_tf32=torch.backends.cuda.matmul.allow_tf32,
-        cublas_workspace_config=os.environ.get(
-            "CUBLAS_WORKSPACE_CONFIG", DeterminismPolicy.cublas_workspace_config
-        ),
-    )
     return replace(policy, threads=max(1, policy.threads // world_size))
 
 
-def launch(
-    features: ShardedTensors,
-    split_lock: pd.DataFrame,
-    manifest: pd.DataFrame,
-    norm_stats: dict,
-    training: dict[str, Any],
-    model: dict[str, Any],
-    text: dict[str, Any],
-    checkpoints: CheckpointStore,
-) -> tuple[dict, list[dict[str, Any]]]:
+def launch(inputs: TrainingInputs, policy: DeterminismPolicy) -> tuple[dict, list[dict[str, Any]]]:
     """Train with ``training.distributed.world_size`` processes on this machine (torchrun).
 
-    Returns what :func:`~speech_repro.pipelines.training.nodes.fit` returns on rank 0.
+    ``policy`` is the determinism policy of this process; each rank applies its share
+    (:func:`rank_policy`). Returns what :func:`~speech_repro.pipelines.training.loop.fit`
+    returns on rank 0.
     """
-    settings = training["distributed"]
-    world_size = int(settings["world_size"])
-    device = training.get("device", "cpu")
-    backend = resolve_backend(device, settings.get("backend", "auto"), world_size)
-    policy = rank_policy(world_size)
+    world_size, device = inputs.world_size, inputs.device
+    backend = resolve_backend(
+        device, inputs.training["distributed"].get("backend", "auto"), world_size
+    )
+    policy = rank_policy(policy, world_size)
     logger.info(
         "Training with %d processes (torch.distributed, %s backend), %d thread(s) each",
         world_size,
@@ -148,18 +129,7 @@ def launch(
     )
     with tempfile.TemporaryDirectory(prefix="speech-repro-ddp-") as tmp:
         workdir = Path(tmp)
-        write_workdir(
-            workdir,
-            features,
-            split_lock,
-            manifest,
-            norm_stats,
-            {"training": training, "model": model, "text": text},
-            checkpoints,
-            world_size=world_size,
-            backend=backend,
-            policy=policy,
-        )
+        write_workdir(workdir, inputs, world_size=world_size, backend=backend, policy=policy)
         command = [
             sys.executable,
             "-m",
@@ -188,12 +158,7 @@ def launch(
 
 def write_workdir(
     workdir: Path,
-    features: ShardedTensors,
-    split_lock: pd.DataFrame,
-    manifest: pd.DataFrame,
-    norm_stats: dict,
-    params: dict[str, Any],
-    checkpoints: CheckpointStore,
+    inputs: TrainingInputs,
     *,
     world_size: int,
     backend: str,
@@ -201,18 +166,21 @@ def write_workdir(
 ) -> None:
     """Write everything the ranks need into ``workdir`` (see the module docstring).
 
-    ``params`` holds the ``training``, ``model`` and ``text`` parameters. Features are not
-    copied: the shard store is read by path, one utterance at a time, by every rank.
+    Features are not copied: the shard store is read by path, one utterance at a time, by every
+    rank.
     """
-    manifest.to_parquet(workdir / MANIFEST_FILE, index=False)
-    split_lock.to_parquet(workdir / SPLIT_LOCK_FILE, index=False)
-    save_state(workdir / NORM_STATS_FILE, norm_stats)
+    inputs.manifest.to_parquet(workdir / MANIFEST_FILE, index=False)
+    inputs.split_lock.to_parquet(workdir / SPLIT_LOCK_FILE, index=False)
+    save_state(workdir / NORM_STATS_FILE, inputs.norm_stats)
+    checkpoints = inputs.checkpoints
     spec = {
         "world_size": world_size,
         "backend": backend,
         "policy": asdict(policy),
-        **params,
-        "features": str(features.directory.absolute()),
+        "training": inputs.training,
+        "model": inputs.model,
+        "text": inputs.text,
+        "features": str(inputs.features.directory.absolute()),
         "checkpoints": {
             "directory": str(checkpoints.directory.absolute()),
             "resume_from": str(checkpoints.resume_from.absolute())
@@ -224,19 +192,19 @@ def write_workdir(
     (workdir / SPEC_FILE).write_text(json.dumps(spec, indent=2))
 
 
-def read_workdir(workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The spec and the keyword arguments of ``fit`` that :func:`write_workdir` stored."""
+def read_workdir(workdir: Path) -> tuple[dict[str, Any], TrainingInputs]:
+    """The spec and the training inputs that :func:`write_workdir` stored."""
     spec = json.loads((workdir / SPEC_FILE).read_text())
-    inputs = {
-        "features": ShardedTensors(spec["features"]),
-        "split_lock": pd.read_parquet(workdir / SPLIT_LOCK_FILE),
-        "manifest": pd.read_parquet(workdir / MANIFEST_FILE),
-        "norm_stats": load_state(workdir / NORM_STATS_FILE),
-        "training": spec["training"],
-        "model": spec["model"],
-        "text": spec["text"],
-        "checkpoints": CheckpointStore(**spec["checkpoints"]),
-    }
+    inputs = TrainingInputs(
+        features=ShardedTensors(spec["features"]),
+        split_lock=pd.read_parquet(workdir / SPLIT_LOCK_FILE),
+        manifest=pd.read_parquet(workdir / MANIFEST_FILE),
+        norm_stats=load_state(workdir / NORM_STATS_FILE),
+        training=spec["training"],
+        model=spec["model"],
+        text=spec["text"],
+        checkpoints=CheckpointStore(**spec["checkpoints"]),
+    )
     return spec, inputs
 
 
@@ -255,14 +223,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"started with {size} processes, but the run asks for {spec['world_size']} "
                 "(training.distributed.world_size)"
             )
-        if torch.device(spec["training"].get("device", "cpu")).type == "cuda":
+        if torch.device(inputs.device).type == "cuda":
             _use_local_gpu(int(os.environ["LOCAL_RANK"]))
-        apply_policy(DeterminismPolicy(**spec["policy"]))
+        policy = DeterminismPolicy(**spec["policy"])
+        apply_policy(policy)
         if rank == 0:  # rank 0 speaks for the run (e.g. "Continuing from the checkpoint ...")
             _log_to_console()
         dist.init_process_group(backend=spec["backend"])
         try:
-            bundle, log = fit(**inputs, world=World(rank, size))
+            bundle, log = fit(inputs, policy, World(rank, size))
             if rank == 0:
                 save_state(workdir / RESULT_FILE, {"model": bundle, "log": log})
         finally:

@@ -1,62 +1,20 @@
-"""Training: a seeded, deterministic CTC training loop with full-state checkpoints.
+"""The training node: builds the loop's inputs from the Kedro datasets and parameters, then trains.
 
-One loop (:func:`fit`) serves a plain single process and every rank of a data-parallel run on
-torch.distributed (:mod:`speech_repro.pipelines.training.distributed`); what differs between the
-two is carried by :class:`World`. A single process is the world of size 1, which uses no process
-group, no collectives and the same seeds and checkpoint layout as before data parallelism
-existed, so single-process results keep their bits.
+The loop itself is :func:`speech_repro.pipelines.training.loop.fit`; with more than one training
+process the node hands it to torchrun (:mod:`speech_repro.pipelines.training.distributed`).
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from speech_repro.asr.augment import SpecAugmentConfig
-from speech_repro.asr.batching import UtteranceDataset, collate, epoch_batches, rank_batches
-from speech_repro.asr.model import CTCModel, ModelConfig
-from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.pipelines.training.distributed import launch
+from speech_repro.pipelines.training.loop import TrainingInputs, fit
 from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.determinism import (
-    capture_rng_state,
-    derive_seed,
-    make_generator,
-    preserved_rng_state,
-    restore_rng_state,
-    seed_globals,
-    seed_worker,
-)
-from speech_repro.repro.environment import require_cuda_driver
+from speech_repro.repro.determinism import DeterminismPolicy
 from speech_repro.repro.shards import ShardedTensors
-
-logger = logging.getLogger(__name__)
-
-
-def utterance_dataset(
-    features: ShardedTensors,
-    norm_stats: dict,
-    manifest: pd.DataFrame,
-    utt_ids: list[str],
-    text: dict[str, Any],
-    augment: SpecAugmentConfig | None = None,
-    seed: int = 0,
-) -> UtteranceDataset:
-    """Lazily normalised features and encoded transcripts of ``utt_ids`` (in that order)."""
-    normalize = TextNormalization(**text["normalization"])
-    vocabulary = CharVocabulary(text["vocabulary"])
-    transcripts = dict(zip(manifest["utt_id"], manifest["transcript"], strict=True))
-    targets = [vocabulary.encode(normalize(transcripts[u])) for u in utt_ids]
-    return UtteranceDataset(
-        features, utt_ids, targets, norm_stats["mean"], norm_stats["std"], augment, seed
-    )
 
 
 def train_model(
@@ -68,281 +26,19 @@ def train_model(
     model: dict[str, Any],
     text: dict[str, Any],
     checkpoints: CheckpointStore,
+    determinism: dict[str, Any],
 ) -> tuple[dict, pd.DataFrame]:
     """Train the CTC model on the train split; returns the model bundle and the per-step log.
 
-    Every random stream is keyed on ``training.seed``; the global RNGs (random, NumPy, torch) are
-    restored afterwards, so the node leaves no trace on the process. A checkpoint is written
-    every ``checkpoint_every_steps`` steps and at the end of each epoch; if ``checkpoints`` holds
-    one (this run's, or a run it continues), training continues from it bit-exactly, mid-epoch
-    included.
-
-    With ``training.distributed.world_size`` > 1 the node launches that many processes with
-    torchrun on this machine (see :mod:`speech_repro.pipelines.training.distributed`) and waits
-    for them; the outputs have the same form either way.
+    ``determinism`` is the ``determinism`` parameters, the policy the DeterminismHook applied to
+    this process; the loop receives it explicitly instead of reading torch's global switches.
+    See :func:`~speech_repro.pipelines.training.loop.fit` for seeding and checkpoints. With
+    ``training.distributed.world_size`` > 1 the node launches that many processes with torchrun
+    on this machine and waits for them; the outputs have the same form either way.
     """
-    world_size = int((training.get("distributed") or {}).get("world_size", 1))
-    if world_size > 1:
-        # Imported here, not at the top: the worker module imports this one for the shared loop.
-        from speech_repro.pipelines.training.distributed import launch
-
-        bundle, log = launch(
-            features, split_lock, manifest, norm_stats, training, model, text, checkpoints
-        )
-    else:
-        bundle, log = fit(
-            features, split_lock, manifest, norm_stats, training, model, text, checkpoints
-        )
+    inputs = TrainingInputs(
+        features, split_lock, manifest, norm_stats, training, model, text, checkpoints
+    )
+    policy = DeterminismPolicy(**determinism)
+    bundle, log = launch(inputs, policy) if inputs.world_size > 1 else fit(inputs, policy)
     return bundle, pd.DataFrame(log)
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place in a data-parallel run: ``rank`` of ``size`` processes.
-
-    Everything the training loop does differently under torch.distributed goes through here:
-    which batches a rank trains on, the extra key of its random streams, wrapping the model in
-    DDP, and the collectives (averaging the logged loss, gathering RNG states for checkpoints,
-    broadcasting the checkpoint to resume from). For ``size`` 1 each is the identity and no
-    process group is needed. With ``size`` > 1 the default process group must be initialised.
-    """
-
-    rank: int = 0
-    size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
-
-    @property
-    def writer(self) -> bool:
-        """Whether this process writes checkpoints and outputs (rank 0 alone does)."""
-        return self.rank == 0
-
-    def keys(self) -> tuple[object, ...]:
-        """Extra derive_seed keys that give each rank its own dropout and worker streams.
-
-        Empty for a single process, so its seeds stay what they were before DDP existed.
-        """
-        return ("rank", self.rank) if self.distributed else ()
-
-    def batches(self, batches: list[list[int]]) -> list[list[int]]:
-        """This rank's share of one epoch's batches (:func:`rank_batches`)."""
-        return rank_batches(batches, self.rank, self.size)
-
-    def wrap(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-        """``net`` as the module to train: wrapped in DDP (gradients averaged) when distributed."""
-        if not self.distributed:
-            return net
-        devices = [device.index or 0] if device.type == "cuda" else None
-        return DistributedDataParallel(net, device_ids=devices)
-
-    def average_loss(self, loss: float, batch_size: int) -> tuple[float, int]:
-        """The step's loss averaged over ranks (as DDP averages gradients) and its global batch.
-
-        In float64, and the all-reduce adds in an order fixed by the ranks, so it reproduces.
-        """
-        if not self.distributed:
-            return loss, batch_size
-        totals = torch.tensor([loss, batch_size], dtype=torch.float64)
-        dist.all_reduce(totals)
-        return float(totals[0]) / self.size, int(totals[1])
-
-    def gather(self, value: Any) -> Any:
-        """Every rank's ``value`` as a list ordered by rank; a single process's value unchanged."""
-        if not self.distributed:
-            return value
-        values: list[Any] = [None] * self.size
-        dist.all_gather_object(values, value)
-        return values
-
-    def own(self, gathered: Any) -> Any:
-        """This rank's entry of what :meth:`gather` returned."""
-        return gathered[self.rank] if self.distributed else gathered
-
-    def broadcast(self, value: Any) -> Any:
-        """Rank 0's ``value``, on every rank."""
-        if not self.distributed:
-            return value
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-
-SINGLE_PROCESS = World()
-
-
-def fit(
-    features: ShardedTensors,
-    split_lock: pd.DataFrame,
-    manifest: pd.DataFrame,
-    norm_stats: dict,
-    training: dict[str, Any],
-    model: dict[str, Any],
-    text: dict[str, Any],
-    checkpoints: CheckpointStore,
-    world: World = SINGLE_PROCESS,
-) -> tuple[dict, list[dict[str, Any]]]:
-    """The training loop of one process of ``world``; returns the model bundle and the log rows.
-
-    Every rank returns the same bundle and log (DDP keeps the replicas equal, logged values are
-    averaged over ranks); only rank 0 reads and writes ``checkpoints``.
-    """
-    seed = int(training["seed"])
-    device = torch.device(training.get("device", "cpu"))
-    if device.type == "cuda":  # an old driver fails later and opaquely inside torch
-        require_cuda_driver()
-    train_ids = split_lock.loc[split_lock["split"] == "train", "utt_id"].tolist()
-    augment = SpecAugmentConfig(**training["specaugment"]) if training["specaugment"] else None
-    # SpecAugment stays keyed on (seed, epoch, utterance) with no rank: each utterance is trained
-    # on by one rank per epoch, so its masks do not depend on which rank that is.
-    dataset = utterance_dataset(features, norm_stats, manifest, train_ids, text, augment, seed)
-    lengths = dataset.lengths()
-    config = ModelConfig(
-        n_mels=norm_stats["mean"].shape[0],
-        vocab_size=len(CharVocabulary(text["vocabulary"])),
-        **model,
-    )
-    steps_per_epoch = len(world.batches(epoch_batches(lengths, training["batch_size"], seed, 0)))
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"the train split makes fewer batches than the {world.size} training processes"
-        )
-    every = int(training.get("checkpoint_every_steps") or steps_per_epoch)
-
-    with preserved_rng_state():
-        # The same initial weights on every rank (DDP would broadcast rank 0's anyway).
-        seed_globals(derive_seed(seed, "init"))
-        net = CTCModel(config).to(device)
-        optimizer = torch.optim.AdamW(
-            net.parameters(), lr=training["learning_rate"], weight_decay=training["weight_decay"]
-        )
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=training["learning_rate"],
-            total_steps=training["epochs"] * steps_per_epoch,
-            pct_start=training["warmup_fraction"],
-        )
-        log: list[dict[str, Any]] = []
-        # Rank 0 alone reads the store, so other ranks need neither its directory nor a shared
-        # file system to resume.
-        if resumed := world.broadcast(checkpoints.latest() if world.writer else None):
-            step, state = resumed
-            written_by = state.get("world_size", 1)  # checkpoints from before DDP: one process
-            if written_by != world.size:
-                raise ValueError(
-                    f"the checkpoint at step {step} was written by {written_by} training "
-                    f"process(es) and cannot continue bit-exactly with {world.size}; resume it "
-                    f"with training.distributed.world_size: {written_by}"
-                )
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            restore_rng_state(world.own(state["rng"]))
-            log = state["log"]
-            logger.info("Continuing from the checkpoint at step %d", step)
-        replica = world.wrap(net, device)
-
-        progress = tqdm(
-            mininterval=1.0,
-            total=training["epochs"] * steps_per_epoch,
-            initial=len(log),
-            desc="train",
-            unit="step",
-            disable=not world.writer,
-        )
-        for epoch in range(len(log) // steps_per_epoch, training["epochs"]):
-            replica.train()
-            dataset.epoch = epoch
-            done = len(log) - epoch * steps_per_epoch  # batches of this epoch already trained on
-            if done == 0:  # a fresh epoch; mid-epoch, the restored RNG state continues instead
-                seed_globals(derive_seed(seed, "dropout", epoch, *world.keys()))
-            batches = world.batches(epoch_batches(lengths, training["batch_size"], seed, epoch))
-            loader = DataLoader(
-                dataset,
-                batch_sampler=batches[done:],
-                collate_fn=collate,
-                num_workers=training["num_workers"],
-                worker_init_fn=seed_worker,
-                generator=make_generator(seed, "workers", epoch, *world.keys()),
-            )
-            for batch in loader:
-                loss, grad_norm = _train_step(
-                    replica, optimizer, batch, device, training["grad_clip"]
-                )
-                scheduler.step()
-                loss, batch_size = world.average_loss(loss, len(batch["utt_ids"]))
-                log.append(
-                    {
-                        "epoch": epoch,
-                        "step": len(log) + 1,
-                        "loss": loss,
-                        "grad_norm": grad_norm,
-                        "learning_rate": scheduler.get_last_lr()[0],
-                        "batch_size": batch_size,
-                    }
-                )
-                progress.update()
-                progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}")
-                if len(log) % every == 0 or len(log) == (epoch + 1) * steps_per_epoch:
-                    # Every rank's RNG state, so that each continues exactly after a resume.
-                    rng = world.gather(capture_rng_state())
-                    if world.writer:
-                        checkpoints.save(
-                            len(log),
-                            {
-                                "step": len(log),
-                                "world_size": world.size,
-                                "model": net.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(),
-                                "rng": rng,
-                                "log": log,
-                            },
-                        )
-        progress.close()
-
-    bundle = {
-        "config": config.to_dict(),
-        "vocabulary": text["vocabulary"],
-        "weights": net.cpu().state_dict(),
-    }
-    return bundle, log
-
-
-def _train_step(
-    net: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batch: dict,
-    device: torch.device,
-    grad_clip: float,
-) -> tuple[float, float]:
-    """One optimizer step; returns the loss and the gradient norm before clipping.
-
-    ``net`` may be DDP-wrapped: its backward pass then averages the gradients over the ranks, so
-    the norm, the clipping and the step are the same on every rank.
-
-    CUDA's ``ctc_loss`` backward has no deterministic implementation, so with deterministic
-    algorithms in force (strict mode) on a GPU the loss is computed on the CPU, where it is
-    deterministic; the gradient flows back to the GPU through the copy.
-    """
-    log_probs, out_lengths = net(batch["features"].to(device), batch["lengths"].to(device))
-    log_probs = log_probs.transpose(0, 1)
-    strict = (
-        torch.are_deterministic_algorithms_enabled()
-        and not torch.is_deterministic_algorithms_warn_only_enabled()
-    )
-    if device.type == "cuda" and strict:
-        log_probs, out_lengths = log_probs.cpu(), out_lengths.cpu()
-    targets, target_lengths = (
-        batch["targets"].to(log_probs.device),
-        batch["target_lengths"].to(log_probs.device),
-    )
-    loss = torch.nn.functional.ctc_loss(
-        log_probs, targets, out_lengths, target_lengths, blank=0, zero_infinity=True
-    )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-    optimizer.step()
-    return loss.item(), float(grad_norm)

@@ -9,7 +9,8 @@ def create_pipeline(training_params: str = "params:training", **kwargs) -> Pipel
     """Train on the locked train split; checkpoints go to this run's checkpoint directory.
 
     ``training_params`` names where the training settings come from: the ``training`` parameters,
-    or a dataset derived from them (a seed sweep sets the seed per namespace).
+    or a dataset derived from them (a seed sweep sets the seed per namespace). The node gets the
+    ``determinism`` parameters too: the policy the loop trains under is an input, not global state.
     """
     return Pipeline(
         [
@@ -24,6 +25,7 @@ def create_pipeline(training_params: str = "params:training", **kwargs) -> Pipel
                     "params:model",
                     "params:text",
                     "training_checkpoints",
+                    "params:determinism",
                 ],
                 ["model", "training_log"],
                 name="train_model",
