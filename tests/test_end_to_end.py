@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import jiwer
 import pandas as pd
 import pytest
 from kedro.framework.session import KedroSession
@@ -69,16 +70,24 @@ def test_second_run_reuses_the_synthesized_corpus(two_runs):
 
 def test_metrics_cover_every_split_and_speaker(project, two_runs):
     metrics = json.loads(_versions(project, "data/08_reporting/metrics.json")[-1].read_text())
+    hypotheses = pd.read_csv(
+        _versions(project, "data/07_model_output/hypotheses.csv")[-1], keep_default_na=False
+    )
     assert set(metrics["splits"]) == {"train", "dev", "test"}
-    for rates in metrics["splits"].values():
-        assert rates["cer"] >= 0.0 and rates["wer"] >= 0.0
-        assert (
-            rates["reference_words"] == rates["hits"] + rates["substitutions"] + rates["deletions"]
-        )
+    for split, rates in metrics["splits"].items():
+        # Against the split's own rows of hypotheses.csv: words counted here, CER by jiwer.
+        rows = hypotheses[hypotheses["split"] == split]
+        assert rates["utterances"] == len(rows), split
+        assert rates["reference_words"] == sum(len(r.split()) for r in rows["reference"]), split
+        hypothesis_words = sum(len(h.split()) for h in rows["hypothesis"])
+        assert hypothesis_words == rates["hits"] + rates["substitutions"] + rates["insertions"]
+        errors = rates["substitutions"] + rates["deletions"] + rates["insertions"]
+        assert rates["wer"] == pytest.approx(errors / rates["reference_words"], rel=1e-12), split
+        cer = jiwer.cer(rows["reference"].tolist(), rows["hypothesis"].tolist())
+        assert rates["cer"] == pytest.approx(cer, rel=1e-12), split
     per_speaker = pd.read_csv(_versions(project, "data/08_reporting/wer_per_speaker.csv")[-1])
     lock = pd.read_csv(project / "data/03_primary/test/split_lock.csv")
     assert set(per_speaker["speaker"]) == set(lock["speaker"])
-    hypotheses = pd.read_csv(_versions(project, "data/07_model_output/hypotheses.csv")[-1])
     assert set(hypotheses["utt_id"]) == set(lock["utt_id"])
 
 

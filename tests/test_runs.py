@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,11 +12,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from speech_repro.cli import run_summary
+from speech_repro.repro.checkpoints import CheckpointStore
 from speech_repro.repro.hashing import tensors_digest
-from speech_repro.repro.record import list_records
+from speech_repro.repro.record import list_records, status
 from speech_repro.repro.session import RUNS_DIR
 from speech_repro.repro.state import load_state
 
@@ -34,13 +36,18 @@ def project(tmp_path_factory) -> Path:
     return copy_project(tmp_path_factory.mktemp("runs") / "speech-repro")
 
 
-def _runs(project: Path) -> list[dict]:
-    """What `kedro repro runs --json` prints (read in-process: a CLI call costs seconds)."""
-    return [run_summary(r) for r in list_records(project / RUNS_DIR)]
+def _latest(project: Path) -> str:
+    """The id of the newest run (records read in-process: a CLI call costs seconds)."""
+    return list_records(project / RUNS_DIR)[-1]["run_id"]
 
 
 def _record(project: Path, run_id: str) -> dict:
     return json.loads((project / "data/09_runs" / run_id / "record.json").read_text())
+
+
+def _status(project: Path, run_id: str) -> str:
+    """complete, resumed, crashed or running, as the record and the process table say."""
+    return status(_record(project, run_id))
 
 
 def _model_digest(project: Path, run_id: str) -> str:
@@ -61,7 +68,7 @@ def first_run(project) -> str:
         "test",
         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", **SECRETS},
     )
-    return _runs(project)[-1]["run_id"]
+    return _latest(project)
 
 
 def test_record_holds_every_section_and_no_secret(project, first_run):
@@ -95,17 +102,25 @@ def test_record_holds_every_section_and_no_secret(project, first_run):
 
 
 def test_runs_lists_the_run_with_its_metrics(project, first_run):
-    assert json.loads(run_kedro(project, "repro", "runs", "--json").stdout) == _runs(project)
-    row = next(r for r in _runs(project) if r["run_id"] == first_run)
+    rows = json.loads(run_kedro(project, "repro", "runs", "--json").stdout)
+    bundles = sorted(p.name for p in (project / RUNS_DIR).iterdir() if p.is_dir())
+    assert [r["run_id"] for r in rows] == bundles  # one row per bundle, oldest first
+    row = next(r for r in rows if r["run_id"] == first_run)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    test_split = _record(project, first_run)["metrics"]["splits"]["test"]
     assert row["status"] == "complete" and row["seed"] == 1234
-    assert row["wer"] == _record(project, first_run)["metrics"]["splits"]["test"]["wer"]
+    assert row["pipelines"] == "__default__"
+    assert row["git_commit"] == commit[:10]  # the copy's one commit, its tree clean
+    assert (row["wer"], row["cer"]) == (test_split["wer"], test_split["cer"])
     shown = run_kedro(project, "repro", "show", first_run).stdout.splitlines()
     assert sum(line.startswith("metrics ") for line in shown) == 3  # one line per split
 
 
 def test_re_evaluation_from_a_past_run_reproduces_its_metrics_exactly(project, first_run):
     run_kedro(project, "repro", "run", "--from-run", first_run, "--pipelines", "evaluation")
-    rerun = _runs(project)[-1]["run_id"]
+    rerun = _latest(project)
     old, new = _record(project, first_run), _record(project, rerun)
     assert new["inputs"]["model"]["version"] == first_run
     assert new["metrics"] == old["metrics"]
@@ -114,7 +129,7 @@ def test_re_evaluation_from_a_past_run_reproduces_its_metrics_exactly(project, f
 
 def test_diff_groups_what_changed(project, first_run):
     run_kedro(project, "run", "--env", "test", "--params", "training.seed=99")
-    other = _runs(project)[-1]["run_id"]
+    other = _latest(project)
     result = json.loads(run_kedro(project, "repro", "diff", first_run, other, "--json").stdout)
     assert result["parameters"] == {"training.seed": [1234, 99]}
     assert result["data"] == {"recorded": True, "added": [], "removed": [], "changed": []}
@@ -124,17 +139,39 @@ def test_diff_groups_what_changed(project, first_run):
     assert "training.seed: 1234 -> 99" in text and "[environment/packages] identical" in text
 
 
-LONGER_TRAINING = ("  epochs: 2\n", "  epochs: 12\n  checkpoint_every_steps: 1\n")
+def _steps_per_epoch(project: Path, run_id: str) -> int:
+    """Optimizer steps in the first epoch of ``run_id``'s training log."""
+    log = pd.read_csv(project / "data/08_reporting/training_log.csv" / run_id / "training_log.csv")
+    return int((log["epoch"] == 0).sum())
 
 
-@pytest.fixture(scope="module")
-def kill_project(tmp_path_factory) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("kill") / "speech-repro")
-    parameters = project / "conf/test/parameters.yml"
-    assert LONGER_TRAINING[0] in parameters.read_text()
-    parameters.write_text(parameters.read_text().replace(*LONGER_TRAINING))
-    run_kedro(project, "run", "--env", "test")  # the uninterrupted reference
-    return project
+def _checkpoints(project: Path, run_id: str) -> CheckpointStore:
+    """The checkpoint store of ``run_id``."""
+    return CheckpointStore(project / "data/06_models/checkpoints" / run_id / "checkpoints")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc: torchrun and its ranks under `kedro run`)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _kill_at_step(
@@ -142,35 +179,44 @@ def _kill_at_step(
     step: int,
     *args: str,
     while_alive: Callable[[Path, str, int], None] | None = None,
-) -> str:
-    """Start a run, SIGKILL it once a checkpoint at or after ``step`` exists; returns its id.
+) -> tuple[str, int]:
+    """Start a run, SIGKILL it once a checkpoint at or after ``step`` exists.
 
-    ``while_alive(project, run id, pid)`` is called before the kill, with the run stopped
-    (SIGSTOP) at that step: alive but not advancing, so the kill still comes at that step.
+    Returns the run's id and the step of its newest checkpoint, the one `repro resume` continues
+    from. ``while_alive(project, run id, pid)`` is called before the kill, with the run stopped
+    (SIGSTOP) at that step: alive but not advancing, so the kill still comes at that step. Only
+    the `kedro run` process is killed; the test waits until every process it started (torchrun
+    and its ranks) has ended with it.
     """
-    before = set(os.listdir(project / "data/09_runs"))
+    before = set(os.listdir(project / RUNS_DIR))
     proc = subprocess.Popen(
         [sys.executable, "-m", "kedro", "run", "--env", "test", *args],
         cwd=project, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    children: set[int] = set()
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         stores = list((project / "data/06_models/checkpoints").glob("*/checkpoints"))
         new = [s for s in stores if s.parent.name not in before]
         steps = [int(p.name[5:14]) for s in new for p in s.glob("step-*.safetensors")]
         if steps and max(steps) >= step:
+            proc.send_signal(signal.SIGSTOP)
+            children = _descendants(proc.pid)
             if while_alive is not None:
-                proc.send_signal(signal.SIGSTOP)
-                (running,) = set(os.listdir(project / "data/09_runs")) - before
+                (running,) = set(os.listdir(project / RUNS_DIR)) - before
                 while_alive(project, running, proc.pid)
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    (run_id,) = set(os.listdir(project / "data/09_runs")) - before
-    return run_id
+    stop = time.monotonic() + 60
+    while any(_alive(child) for child in children) and time.monotonic() < stop:
+        time.sleep(0.05)
+    assert not [c for c in children if _alive(c)], "processes of the killed run live on"
+    (run_id,) = set(os.listdir(project / RUNS_DIR)) - before
+    return run_id, _checkpoints(project, run_id).steps()[-1]
 
 
 def _resume_is_refused(project: Path, run_id: str, pid: int) -> None:
@@ -190,50 +236,67 @@ def _resume_is_refused(project: Path, run_id: str, pid: int) -> None:
     assert set(os.listdir(project / RUNS_DIR)) == bundles  # no second run started
 
 
-STEPS = [2, 23, 47]  # of 60: first epoch, mid-epoch, later epoch
+def _resume(project: Path, killed: str, from_step: int) -> str:
+    """`repro resume` the killed run; checks it continued from ``from_step``; the new run's id."""
+    assert _status(project, killed) == "crashed"
+    result = run_kedro(project, "repro", "resume", killed)
+    continued = re.findall(r"Continuing from the checkpoint at step (\d+)", result.stderr)
+    assert continued == [str(from_step)], result.stderr
+    resumed = _latest(project)
+    assert _status(project, resumed) == "resumed"
+    assert _record(project, resumed)["resumed_from"] == killed
+    return resumed
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_a_run_killed_at_any_step_resumes_to_identical_bits(kill_project, step):
-    reference = next(
-        r["run_id"]
-        for r in _runs(kill_project)
-        if r["status"] == "complete" and not _record(kill_project, r["run_id"]).get("resumed_from")
+# One real SIGKILL per way a run continues. The third, a run killed between two outputs of one
+# node, is tests/test_trust.py::test_a_run_killed_between_two_outputs_of_a_node_reruns_that_node.
+# The test configuration has 5 steps per epoch and 2 epochs; by default a checkpoint is written
+# at the end of each epoch only.
+
+
+def test_a_run_killed_mid_epoch_resumes_to_identical_bits(project, first_run):
+    """Restored RNG state and the batches of the epoch not yet trained on (every-step checkpoints;
+    killed in the first epoch); while the run is alive, resume refuses it."""
+    killed, at = _kill_at_step(
+        project, 2, "--params", "training.checkpoint_every_steps=1", while_alive=_resume_is_refused
     )
-    killed = _kill_at_step(
-        kill_project, step, while_alive=_resume_is_refused if step == STEPS[0] else None
-    )
-    assert next(r for r in _runs(kill_project) if r["run_id"] == killed)["status"] == "crashed"
-    run_kedro(kill_project, "repro", "resume", killed)
-    resumed = _runs(kill_project)[-1]
-    assert (
-        resumed["status"] == "resumed"
-        and _record(kill_project, resumed["run_id"])["resumed_from"] == killed
-    )
-    assert _model_digest(kill_project, resumed["run_id"]) == _model_digest(kill_project, reference)
+    assert at % _steps_per_epoch(project, first_run) != 0, f"step {at} ends an epoch"
+    resumed = _resume(project, killed, at)
+    assert _model_digest(project, resumed) == _model_digest(project, first_run)
 
 
-DATA_PARALLEL = ("--params", "training.distributed.world_size=2")
+def test_a_run_killed_after_an_epoch_resumes_to_identical_bits(project, first_run):
+    """A fresh epoch after the checkpoint: reseeded as an uninterrupted run reseeds it."""
+    per_epoch = _steps_per_epoch(project, first_run)
+    killed, at = _kill_at_step(project, per_epoch)
+    assert at == per_epoch  # the first epoch's checkpoint; the second ends the training
+    resumed = _resume(project, killed, at)
+    assert _model_digest(project, resumed) == _model_digest(project, first_run)
 
 
-def test_a_data_parallel_run_killed_mid_epoch_resumes_to_identical_bits(kill_project):
+DATA_PARALLEL = (
+    "--params",
+    # 4 utterances a batch: 5 steps per epoch with 2 ranks (at 8, only 2), room to kill mid-epoch
+    "training.distributed.world_size=2,training.batch_size=4,training.checkpoint_every_steps=1",
+)
+
+
+def test_a_data_parallel_run_killed_mid_epoch_resumes_to_identical_bits(project, first_run):
     """torchrun with 2 gloo ranks: SIGKILL of `kedro run` takes the ranks down with it; resume
     continues with the recorded world size from rank 0's checkpoint, every rank's RNG state
-    restored (2 steps per epoch here, so step 7 is mid-epoch)."""
-    run_kedro(kill_project, "run", "--env", "test", *DATA_PARALLEL)
-    reference = _runs(kill_project)[-1]["run_id"]
-    killed = _kill_at_step(kill_project, 7, *DATA_PARALLEL)
-    run_kedro(kill_project, "repro", "resume", killed)
-    resumed = _runs(kill_project)[-1]
-    assert _record(kill_project, resumed["run_id"])["resumed_from"] == killed
-    assert _model_digest(kill_project, resumed["run_id"]) == _model_digest(kill_project, reference)
-    single = next(r["run_id"] for r in _runs(kill_project) if r["status"] == "complete")
-    assert _model_digest(kill_project, reference) != _model_digest(kill_project, single)
+    restored."""
+    run_kedro(project, "run", "--env", "test", *DATA_PARALLEL)
+    reference = _latest(project)
+    killed, at = _kill_at_step(project, 1, *DATA_PARALLEL)
+    assert at % _steps_per_epoch(project, reference) != 0, f"step {at} ends an epoch"
+    state = _checkpoints(project, killed).load(at)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2  # written by two ranks
+    resumed = _resume(project, killed, at)
+    assert _model_digest(project, resumed) == _model_digest(project, reference)
 
 
-def test_two_runs_started_together_leave_two_complete_bundles(tmp_path):
-    project = copy_project(tmp_path / "speech-repro")
-    run_kedro(project, "run", "--env", "test", "--pipelines", "embedded_corpus")  # corpus once
+def test_two_runs_started_together_leave_two_complete_bundles(project, first_run):
+    before = set(os.listdir(project / RUNS_DIR))
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
     procs = [
         subprocess.Popen([sys.executable, "-m", "kedro", "run", "--env", "test"], cwd=project, env=env,
@@ -242,12 +305,6 @@ def test_two_runs_started_together_leave_two_complete_bundles(tmp_path):
     ]  # fmt: skip
     for proc in procs:
         assert proc.wait(timeout=600) == 0, proc.stderr.read()
-    complete = [
-        r
-        for r in _runs(project)
-        if r["status"] == "complete" and "train_model" in _record(project, r["run_id"])["nodes"]
-    ]
-    assert len(complete) == 2 and complete[0]["run_id"] != complete[1]["run_id"]
-    assert _model_digest(project, complete[0]["run_id"]) == _model_digest(
-        project, complete[1]["run_id"]
-    )
+    new = sorted(set(os.listdir(project / RUNS_DIR)) - before)
+    assert len(new) == 2 and [_status(project, run) for run in new] == ["complete"] * 2
+    assert [_model_digest(project, run) for run in new] == [_model_digest(project, first_run)] * 2

@@ -16,6 +16,17 @@ from speech_repro.repro.session import RUNS_DIR
 
 from .conftest import copy_project, run_kedro
 
+# What the nodes up to fit_normalization read from the corpus and save.
+DATA_PREPARATION = [
+    "raw_corpus",
+    "manifest",
+    "split_lock",
+    "features",
+    "feature_stats",
+    "norm_stats",
+    "drift_report",
+]
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
@@ -97,10 +108,16 @@ def test_a_changed_parameter_diverges_at_the_node_that_reads_it(project, run_id,
 
 
 def test_until_replays_data_preparation_only(project, run_id, tmp_path):
-    code, output = _verify(project, run_id, "--until", "fit_normalization", tmpdir=tmp_path)
+    code, output = _verify(
+        project, run_id, "--until", "fit_normalization", "--json", tmpdir=tmp_path
+    )
     assert code == 0, output
-    assert "bitwise    norm_stats" in output and " model " not in output
-    assert "verdict: bitwise" in output
+    result = _json(output)
+    assert result["overall"] == "bitwise"
+    # Exactly what the nodes up to fit_normalization save: nothing of training or later.
+    assert {d["dataset"]: d["grade"] for d in result["datasets"]} == dict.fromkeys(
+        DATA_PREPARATION, "bitwise"
+    )
     removed = _workdir(output, "removed")  # a successful verify cleans up after itself
     assert removed.parent == tmp_path and not removed.exists()
     assert list(tmp_path.glob("verify-*")) == []  # (torch may leave caches of its own there)
