@@ -106,3 +106,16 @@ def run_kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.
     if result.returncode != 0:
         raise AssertionError(f"kedro {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def kedro_unchecked(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro <args>`` in ``project`` without raising: for tests of refusals and exit codes."""
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=project,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "300"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

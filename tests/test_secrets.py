@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +21,7 @@ from speech_repro.cli import repro
 from speech_repro.repro.record import RECORD_FILE, list_records
 from speech_repro.repro.session import RUNS_DIR
 
-from .conftest import copy_project, run_kedro
+from .conftest import copy_project, kedro_unchecked, run_kedro
 
 PEM_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCPlantedPemBody0Kx7Vq3Lz9Wm2Rt5Ys8Np"
 PEM = f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n{PEM_BODY[::-1]}\n-----END PRIVATE KEY-----\n"
@@ -164,28 +162,16 @@ def test_show_redacts_an_old_record_that_holds_secrets(project, run):
         shutil.rmtree(bundle)
 
 
-def _kedro_unchecked(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", *args],
-        cwd=project,
-        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "300"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_a_replay_or_continuation_refuses_parameters_recorded_redacted(project, run):
     """A redacted value is not the value the run used: running with it would be a silent change."""
     run_id = run["record"]["run_id"]
-    refused = _kedro_unchecked(project, "repro", "verify", run_id, "--quiet")
+    refused = kedro_unchecked(project, "repro", "verify", run_id, "--quiet")
     assert refused.returncode != 0
     output = refused.stdout + refused.stderr
     assert "split.salt" in output and "relock" in output
     assert "redacted (they held a secret)" in output and "--params split.salt=" in output
     assert not _leaks(output, "verify output")
-    continued = _kedro_unchecked(
+    continued = kedro_unchecked(
         project, "repro", "run", "--from-run", run_id, "--pipelines", "evaluation"
     )
     assert continued.returncode != 0

@@ -18,23 +18,11 @@ from speech_repro.repro.record import list_records
 from speech_repro.repro.session import RUNS_DIR
 
 from .conftest import GIT, copy_project, run_kedro
+from .conftest import kedro_unchecked as kedro
 
 SEED_LINE = 'seed_globals(derive_seed(seed, "init"))'
 CHANGED_SEED_LINE = 'seed_globals(derive_seed(seed, "init-changed"))'
 TRAINING = "src/speech_repro/pipelines/training/loop.py"
-
-
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """``kedro <args>`` in ``project`` without raising: the refusals are what is tested."""
-    return subprocess.run(
-        [sys.executable, "-m", "kedro", *args],
-        cwd=project,
-        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "300"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _output(result: subprocess.CompletedProcess) -> str:
