@@ -57,7 +57,7 @@
       forLinux = lib.genAttrs linuxSystems;
 
       # The oldest NVIDIA driver the locked CUDA 13.0 user space runs on (NVIDIA's CUDA 13.0
-      # release notes, Linux x86_64). Must equal speech_repro.repro.environment.MIN_NVIDIA_DRIVER,
+      # release notes, Linux x86_64). Must equal kedro_repro.environment.MIN_NVIDIA_DRIVER,
       # which checks it at run time; tests/test_flake.py asserts that they agree.
       minNvidiaDriver = "580.65.06";
 
@@ -183,7 +183,7 @@
       );
 
       # What a run records (environment variables starting SPEECH_REPRO are captured by
-      # speech_repro.repro.environment): which flake and which nixpkgs built the environment.
+      # kedro_repro.environment): which flake and which nixpkgs built the environment.
       provenanceEnv = shell: {
         SPEECH_REPRO_NIX_SHELL = shell;
         SPEECH_REPRO_FLAKE_REV = self.rev or self.dirtyRev or "unknown";
@@ -218,7 +218,7 @@
         };
 
       # The CUDA shell warns, without failing, when the driver is older than the floor or absent.
-      # The run itself checks again (speech_repro.repro.environment.check_driver) and records it.
+      # The run itself checks again (kedro_repro.environment.check_driver) and records it.
       cudaShellHook = ''
         if [ -e /run/opengl-driver/lib/libcuda.so.1 ]; then
           # NixOS: torch's libraries already carry /run/opengl-driver/lib in their RUNPATH.

@@ -24,8 +24,8 @@ from report import write_section
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from speech_repro.repro.integrity import DIGEST_CACHE, check_run, open_cache  # noqa: E402
-from speech_repro.repro.record import RUNS_DIR, list_records  # noqa: E402
+from kedro_repro.integrity import DIGEST_CACHE, check_run, open_cache  # noqa: E402
+from kedro_repro.record import RUNS_DIR, list_records  # noqa: E402
 
 ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "COLUMNS": "300"}
 

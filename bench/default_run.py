@@ -23,10 +23,10 @@ from report import write_section
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from speech_repro.repro.hashing import tensors_digest  # noqa: E402
-from speech_repro.repro.record import list_records  # noqa: E402
-from speech_repro.repro.session import RUNS_DIR  # noqa: E402
-from speech_repro.repro.state import load_state  # noqa: E402
+from kedro_repro.hashing import tensors_digest  # noqa: E402
+from kedro_repro.record import list_records  # noqa: E402
+from kedro_repro.session import RUNS_DIR  # noqa: E402
+from kedro_repro.state import load_state  # noqa: E402
 
 
 def kedro_run(project: Path) -> tuple[float, str]:

@@ -33,8 +33,8 @@ from report import write_section
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from speech_repro.repro.digest_cache import DigestCache  # noqa: E402
-from speech_repro.repro.hashing import file_digest  # noqa: E402
+from kedro_repro.digest_cache import DigestCache  # noqa: E402
+from kedro_repro.hashing import file_digest  # noqa: E402
 
 SMALL_COUNT, SMALL_SIZE = 2000, 44 + 51_200  # WAV header + 1.6 s of 16 kHz 16-bit mono
 LARGE_COUNT, LARGE_SIZE = 3, 64 << 20

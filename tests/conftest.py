@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from kedro.config import OmegaConfigLoader
 
+from kedro_repro.shards import ShardedTensors, write_shards
 from speech_repro.corpora.dataset import SynthesizedCorpusDataset
 from speech_repro.pipelines.data_processing import nodes as dp
-from speech_repro.repro.shards import ShardedTensors, write_shards
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["conf", "src", "pyproject.toml", ".telemetry", "uv.lock", ".gitignore"]

@@ -18,7 +18,7 @@ import soundfile as sf
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from speech_repro.repro.hashing import file_digest
+from kedro_repro.hashing import file_digest
 
 from .conftest import copy_project
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from speech_repro.repro.hashing import tensors_digest
-from speech_repro.repro.record import RUNS_DIR, list_records
-from speech_repro.repro.state import load_state
+from kedro_repro.hashing import tensors_digest
+from kedro_repro.record import RUNS_DIR, list_records
+from kedro_repro.state import load_state
 
 from .conftest import copy_project, run_kedro
 

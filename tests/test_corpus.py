@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 from kedro.io import DatasetError
 
+from kedro_repro.hashing import SUMS_FILE, file_digest
 from speech_repro.corpora import dataset as corpus_dataset
 from speech_repro.corpora.dataset import CorpusDigestError, SynthesizedCorpusDataset
 from speech_repro.corpora.digits import plan_digit_corpus
-from speech_repro.repro.hashing import SUMS_FILE, file_digest
 
 # Breathy (f2) and whispered voices draw from espeak's noise generator, which the library seeds
 # from the wall clock unless told otherwise: they are the ones that used to differ run to run.

@@ -9,11 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from kedro_repro.hashing import bytes_digest
+from kedro_repro.shards import ShardedTensors, write_shards
 from speech_repro.asr.audio import AudioPolicy
 from speech_repro.asr.text import CharVocabulary, TextNormalization
 from speech_repro.pipelines.data_processing import nodes as dp
-from speech_repro.repro.hashing import bytes_digest
-from speech_repro.repro.shards import ShardedTensors, write_shards
 from speech_repro.schemas import (
     CorpusValidationError,
     FeatureStats,

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.hashing import tensors_digest
+from kedro_repro.ledger import content_digest
 from speech_repro.asr.batching import epoch_batches, rank_batches
 from speech_repro.pipelines.training.distributed import resolve_backend
 from speech_repro.pipelines.training.nodes import train_model
-from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.hashing import tensors_digest
-from speech_repro.repro.ledger import content_digest
 
 WORLD = 2
 

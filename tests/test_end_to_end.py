@@ -12,8 +12,8 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from speech_repro.repro.hashing import file_digest, tensors_digest
-from speech_repro.repro.state import load_state
+from kedro_repro.hashing import file_digest, tensors_digest
+from kedro_repro.state import load_state
 
 from .conftest import copy_project, run_kedro
 

@@ -22,11 +22,11 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
+from kedro_repro.hashing import file_digest
+from kedro_repro.processes import current_process
+from kedro_repro.record import list_records, run_liveness, status
+from kedro_repro.session import RUNS_DIR
 from speech_repro.cli import cli
-from speech_repro.repro.hashing import file_digest
-from speech_repro.repro.processes import current_process
-from speech_repro.repro.record import list_records, run_liveness, status
-from speech_repro.repro.session import RUNS_DIR
 
 from .conftest import copy_project
 

@@ -37,7 +37,7 @@ from packaging.markers import Marker
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from speech_repro.repro.environment import MIN_NVIDIA_DRIVER
+from kedro_repro.environment import MIN_NVIDIA_DRIVER
 
 from .conftest import GIT
 

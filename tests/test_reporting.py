@@ -7,8 +7,8 @@ import io
 import pandas as pd
 import pytest
 
+from kedro_repro.datasets import MarkdownReportDataset
 from speech_repro.pipelines.reporting import nodes as rp
-from speech_repro.repro.datasets import MarkdownReportDataset
 
 
 def _flags(prepared, params, split_lock=None, manifest=None, drift=None, determinism=None):

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.hashing import tensors_digest
-from speech_repro.repro.record import list_records, status
-from speech_repro.repro.session import RUNS_DIR
-from speech_repro.repro.state import load_state
+from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.hashing import tensors_digest
+from kedro_repro.record import list_records, status
+from kedro_repro.session import RUNS_DIR
+from kedro_repro.state import load_state
 
 from .conftest import copy_project, run_kedro
 

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
+from kedro_repro.record import RECORD_FILE, list_records
+from kedro_repro.session import RUNS_DIR
 from speech_repro.cli import repro
-from speech_repro.repro.record import RECORD_FILE, list_records
-from speech_repro.repro.session import RUNS_DIR
 
 from .conftest import copy_project, kedro_unchecked, run_kedro
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from speech_repro.repro.hashing import tensors_digest
-from speech_repro.repro.state import load_state
+from kedro_repro.hashing import tensors_digest
+from kedro_repro.state import load_state
 
 from .conftest import copy_project, run_kedro
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import speech_repro
+from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.determinism import seed_globals
+from kedro_repro.hashing import tensors_digest
 from speech_repro.pipelines import seeds
 from speech_repro.pipelines.training import create_pipeline
 from speech_repro.pipelines.training.nodes import train_model
-from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.determinism import seed_globals
-from speech_repro.repro.hashing import tensors_digest
 
 
 class Crash(Exception):
@@ -96,7 +96,7 @@ def test_a_cuda_run_on_a_too_old_driver_stops_before_training(
     prepared, params, tmp_path, monkeypatch
 ):
     """The driver check runs whether or not this machine has a GPU: nvidia-smi is stubbed."""
-    from speech_repro.repro import environment
+    from kedro_repro import environment
 
     monkeypatch.setattr(environment, "_nvidia_driver_version", lambda: "535.54.03")
     store = CheckpointStore(tmp_path / "ckpt")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from speech_repro.repro import runlog
-from speech_repro.repro.record import list_records
-from speech_repro.repro.session import RUNS_DIR
+from kedro_repro import runlog
+from kedro_repro.record import list_records
+from kedro_repro.session import RUNS_DIR
 
 from .conftest import GIT, copy_project, run_kedro
 from .conftest import kedro_unchecked as kedro

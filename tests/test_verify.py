@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from speech_repro.repro.hashing import file_digest
-from speech_repro.repro.record import list_records
-from speech_repro.repro.session import RUNS_DIR
+from kedro_repro.hashing import file_digest
+from kedro_repro.record import list_records
+from kedro_repro.session import RUNS_DIR
 
 from .conftest import copy_project, run_kedro
 

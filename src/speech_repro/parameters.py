@@ -1,11 +1,11 @@
 """Every parameter key the project reads, so an unknown key in conf/ stops the run (see repro.params)."""
 
+from kedro_repro.determinism import DeterminismPolicy
 from speech_repro.asr.audio import AudioPolicy
 from speech_repro.asr.augment import SpecAugmentConfig
 from speech_repro.asr.features import FeatureConfig
 from speech_repro.asr.model import ModelConfig
 from speech_repro.asr.text import TextNormalization
-from speech_repro.repro.determinism import DeterminismPolicy
 
 _RANGE = {"min", "max"}
 

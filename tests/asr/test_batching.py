@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from kedro_repro.shards import ShardedTensors, write_shards
 from speech_repro.asr.augment import SpecAugmentConfig
 from speech_repro.asr.batching import Utterance, UtteranceDataset, collate, epoch_batches
 from speech_repro.asr.features import FeatureConfig, LogMel
-from speech_repro.repro.shards import ShardedTensors, write_shards
 
 LENGTHS = [(i * 37) % 50 + 5 for i in range(53)]
 

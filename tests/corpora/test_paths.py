@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from kedro_repro.ledger import content_digest
 from speech_repro.corpora.dataset import CorpusDataset, SynthesizedCorpusDataset
 from speech_repro.corpora.formats import CorpusFormatError, read_corpus
 from speech_repro.corpora.paths import (
@@ -21,7 +22,6 @@ from speech_repro.corpora.paths import (
     is_stored_path,
 )
 from speech_repro.pipelines.data_processing import nodes as dp
-from speech_repro.repro.ledger import content_digest
 from speech_repro.schemas import Manifest
 
 ESCAPES = [

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from kedro_repro.determinism import make_generator
+from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.augment import SpecAugmentConfig, spec_augment
-from speech_repro.repro.determinism import make_generator
-from speech_repro.repro.shards import ShardedTensors
 
 
 @dataclass(frozen=True)

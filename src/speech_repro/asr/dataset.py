@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
+from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.augment import SpecAugmentConfig
 from speech_repro.asr.batching import UtteranceDataset
 from speech_repro.asr.text import CharVocabulary, TextNormalization
-from speech_repro.repro.shards import ShardedTensors
 
 
 def utterance_dataset(

@@ -7,22 +7,19 @@ from typing import Any
 
 import click
 
-from speech_repro.cli.common import DATASETS, echo_json, json_option, project_of, runs_dir_of
-from speech_repro.repro.record import read_record
+from kedro_repro.cli.common import echo_json, json_option, project_of, runs_dir_of
+from kedro_repro.record import read_record
+from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
 
 
 def recorded_hypotheses(project: Path, run_id: str, split: str) -> tuple[list[str], list[Any]]:
     """The ``split`` hypotheses of every model a run scored: one, or one per seed of a sweep."""
-    from speech_repro.repro.rerun import load_recorded_many
+    from kedro_repro.rerun import load_recorded_many
 
     ledger = read_record(runs_dir_of(project), run_id)["ledger"]
-    names = sorted(
-        n for n in ledger if n == DATASETS.hypotheses or n.endswith(f".{DATASETS.hypotheses}")
-    )
+    names = sorted(n for n in ledger if n == HYPOTHESES or n.endswith(f".{HYPOTHESES}"))
     if not names:
-        raise click.ClickException(
-            f"run {run_id} scored no model (no {DATASETS.hypotheses} in its ledger)"
-        )
+        raise click.ClickException(f"run {run_id} scored no model (no {HYPOTHESES} in its ledger)")
     frames = load_recorded_many(project, run_id, names)
     return names, [frame[frame["split"] == split] for frame in frames]
 
@@ -30,9 +27,7 @@ def recorded_hypotheses(project: Path, run_id: str, split: str) -> tuple[list[st
 @click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option(
-    "--split", default=DATASETS.summary_split, show_default=True, help="Split to compare on."
-)
+@click.option("--split", default=SUMMARY_SPLIT, show_default=True, help="Split to compare on.")
 @click.option("--replicates", default=2000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
 @json_option()

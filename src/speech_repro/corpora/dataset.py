@@ -4,7 +4,7 @@
 renders into its own folder under ``path``, named by its plan id (a digest of its rows and the
 renderer version): ``<path>/<plan id>/`` holds ``wav/<speaker>/<utt_id>.wav``, ``plan.csv`` (plan
 rows + fingerprint + digest) and ``B3SUMS`` (checkable with ``b3sum --check`` or
-``python -m speech_repro.repro.hashing check``). Identical plans share a folder, and no plan ever
+``python -m kedro_repro.hashing check``). Identical plans share a folder, and no plan ever
 deletes or rewrites another plan's files: runs on other corpus parameters, earlier or concurrent,
 keep their corpus.
 
@@ -41,20 +41,20 @@ import pandas as pd
 import soundfile as sf
 from kedro.io import AbstractDataset, DatasetError
 
-from speech_repro.asr.audio import span_frames
-from speech_repro.corpora.formats import read_corpus
-from speech_repro.corpora.paths import CORPUS_ROOT, audio_files, corpus_root
-from speech_repro.corpora.problems import PROBLEMS, CorpusProblem
-from speech_repro.corpora.render import render_plan
-from speech_repro.repro.atomic import atomic_open, atomic_path
-from speech_repro.repro.digest_cache import DigestCache
-from speech_repro.repro.hashing import (
+from kedro_repro.atomic import atomic_open, atomic_path
+from kedro_repro.digest_cache import DigestCache
+from kedro_repro.hashing import (
     SUMS_FILE,
     bytes_digest,
     file_digest,
     format_sums,
     json_digest,
 )
+from speech_repro.asr.audio import span_frames
+from speech_repro.corpora.formats import read_corpus
+from speech_repro.corpora.paths import CORPUS_ROOT, audio_files, corpus_root
+from speech_repro.corpora.problems import PROBLEMS, CorpusProblem
+from speech_repro.corpora.render import render_plan
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from speech_repro.repro.determinism import derive_seed
+from kedro_repro.determinism import derive_seed
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 ZERO_AS_OH = "oh"

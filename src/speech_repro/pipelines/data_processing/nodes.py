@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 from scipy.stats import ks_2samp
 
+from kedro_repro.determinism import torch_threads
+from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.audio import AudioPolicy, inspect_audio, load_audio
 from speech_repro.asr.features import FeatureConfig, LogMel
 from speech_repro.asr.text import CharVocabulary, TextNormalization
@@ -27,8 +29,6 @@ from speech_repro.corpora.digits import plan_digit_corpus
 from speech_repro.corpora.identifiers import normalize_id
 from speech_repro.corpora.paths import audio_files, corpus_root
 from speech_repro.corpora.problems import PROBLEMS
-from speech_repro.repro.determinism import torch_threads
-from speech_repro.repro.shards import ShardedTensors
 from speech_repro.schemas import validate_manifest, validate_split_lock
 
 

@@ -8,12 +8,12 @@ import jiwer
 import pandas as pd
 import torch
 
+from kedro_repro.hashing import json_digest
+from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.batching import collate
 from speech_repro.asr.dataset import utterance_dataset
 from speech_repro.asr.model import CTCModel, ModelConfig, greedy_decode
 from speech_repro.asr.text import CharVocabulary, TextNormalization
-from speech_repro.repro.hashing import json_digest
-from speech_repro.repro.shards import ShardedTensors
 
 
 def transcribe(

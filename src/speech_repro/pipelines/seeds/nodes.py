@@ -7,6 +7,12 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from kedro_repro.seed_stats import (
+    OUTLIER_METHOD,
+    T_INTERVAL_METHOD,
+    outlying_seeds,
+    t_interval,
+)
 from speech_repro.asr.stats import format_interval
 from speech_repro.pipelines.reporting.nodes import (
     FIGSIZE,
@@ -14,12 +20,6 @@ from speech_repro.pipelines.reporting.nodes import (
     flags_section,
     interval_methods,
     plot_learning_curves,
-)
-from speech_repro.repro.seed_stats import (
-    OUTLIER_METHOD,
-    T_INTERVAL_METHOD,
-    outlying_seeds,
-    t_interval,
 )
 
 

@@ -48,11 +48,11 @@ import torch
 import torch.distributed as dist
 
 import speech_repro
+from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.determinism import DeterminismPolicy, apply_policy
+from kedro_repro.shards import ShardedTensors
+from kedro_repro.state import load_state, save_state
 from speech_repro.pipelines.training.loop import TrainingInputs, World, fit
-from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.determinism import DeterminismPolicy, apply_policy
-from speech_repro.repro.shards import ShardedTensors
-from speech_repro.repro.state import load_state, save_state
 
 logger = logging.getLogger(__name__)
 

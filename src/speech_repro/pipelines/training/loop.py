@@ -7,7 +7,7 @@ group, no collectives and the same seeds and checkpoint layout as before data pa
 existed, so single-process results keep their bits.
 
 What the loop reads comes in as a :class:`TrainingInputs`, and the determinism settings it
-depends on as a :class:`~speech_repro.repro.determinism.DeterminismPolicy` argument: the loop
+depends on as a :class:`~kedro_repro.determinism.DeterminismPolicy` argument: the loop
 reads neither from global state (the DeterminismHook still applies the policy to the process).
 This module imports neither the Kedro node nor the torchrun launcher, which both import it.
 """
@@ -25,13 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from speech_repro.asr.augment import SpecAugmentConfig
-from speech_repro.asr.batching import collate, epoch_batches, rank_batches
-from speech_repro.asr.dataset import utterance_dataset
-from speech_repro.asr.model import CTCModel, ModelConfig
-from speech_repro.asr.text import CharVocabulary
-from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.determinism import (
+from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.determinism import (
     DeterminismPolicy,
     capture_rng_state,
     derive_seed,
@@ -41,8 +36,13 @@ from speech_repro.repro.determinism import (
     seed_globals,
     seed_worker,
 )
-from speech_repro.repro.environment import require_cuda_driver
-from speech_repro.repro.shards import ShardedTensors
+from kedro_repro.environment import require_cuda_driver
+from kedro_repro.shards import ShardedTensors
+from speech_repro.asr.augment import SpecAugmentConfig
+from speech_repro.asr.batching import collate, epoch_batches, rank_batches
+from speech_repro.asr.dataset import utterance_dataset
+from speech_repro.asr.model import CTCModel, ModelConfig
+from speech_repro.asr.text import CharVocabulary
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.determinism import DeterminismPolicy
+from kedro_repro.shards import ShardedTensors
 from speech_repro.pipelines.training.distributed import launch
 from speech_repro.pipelines.training.loop import TrainingInputs, fit
-from speech_repro.repro.checkpoints import CheckpointStore
-from speech_repro.repro.determinism import DeterminismPolicy
-from speech_repro.repro.shards import ShardedTensors
 
 
 def train_model(

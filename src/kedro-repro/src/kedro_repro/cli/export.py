@@ -1,0 +1,97 @@
+"""``kedro repro export RUN_ID``: a run's provenance in a standard format (W3C PROV-JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kedro_repro.atomic import atomic_write_bytes
+from kedro_repro.bundles import bundle_owner, catalog_config, dataset_locations
+from kedro_repro.cli.common import project_of, runs_dir_of, stderr_line
+from kedro_repro.record import read_record
+from kedro_repro.rerun import compose_pipelines
+
+
+def _check_output(project: Path, output: Path, force: bool, env: str | None) -> None:
+    """Refuse to write ``output`` where it would change a run's artifacts, or replace a file
+    unasked."""
+    if reason := bundle_owner(project, output, env):
+        # A run's digests would no longer describe its bundle, and it would not reproduce.
+        raise click.ClickException(
+            f"not writing {output}: it is {reason}; run bundles are never modified (not even "
+            "with --force)"
+        )
+    if output.exists() and not force:
+        raise click.ClickException(
+            f"{output} exists; not overwriting it (pass --force to replace it)"
+        )
+
+
+def _export_structure(project: Path, record: dict) -> tuple[Any, dict[str, str]]:
+    """The recorded pipelines' nodes (name, inputs, outputs) and each catalog entry's path.
+
+    The record holds digests and versions but not which node read what, nor where a dataset is
+    stored: both come from the project as it is now (the export checks nodes against the record).
+    """
+    try:
+        pipeline = compose_pipelines(record["pipelines"])
+        node_io = [(n.name, n.inputs, n.outputs) for n in pipeline.nodes]
+    except KeyError:  # a pipeline renamed or removed since the run: export without node inputs
+        node_io = None
+    locations = dataset_locations(project, catalog_config(project, record.get("env")))
+    # A dataset factory stands for many datasets: it has no single path.
+    return node_io, {n: loc.path for n, loc in locations.items() if not loc.is_factory}
+
+
+@click.command("export")
+@click.argument("run_id")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["prov-json"]),
+    default="prov-json",
+    show_default=True,
+    help="W3C PROV-JSON (docs/reproducing.md says why this format).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write to this file, atomically (default: standard output).",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace --output if it exists (never a file of a run bundle)."
+)
+@click.pass_obj
+def export(metadata: Any, run_id: str, export_format: str, output: str | None, force: bool) -> None:
+    """The provenance of RUN_ID in a standard format, readable without this project.
+
+    The document itself is the output (JSON), so this command needs no --json.
+    """
+    from kedro.framework.startup import bootstrap_project
+
+    from kedro_repro.config import project_config
+    from kedro_repro.provenance import dumps, to_prov_json
+
+    project = project_of(metadata)
+    runs_dir = runs_dir_of(project)
+    record = read_record(runs_dir, run_id)
+    if output:
+        _check_output(project, Path(output), force, record.get("env"))
+    bootstrap_project(project)  # the pipeline registry and settings of this project
+    node_io, locations = _export_structure(project, record)
+    document = to_prov_json(
+        record,
+        runs_dir / run_id,
+        node_io=node_io,
+        locations=locations,
+        namespace=project_config().namespace,
+    )
+    text = dumps(document)
+    if output:
+        atomic_write_bytes(output, text.encode())
+        stderr_line(f"wrote {export_format} provenance of run {run_id} to {output}")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,122 @@
+"""What a project tells the reproducibility machinery about itself: one typed object.
+
+Nothing in :mod:`kedro_repro` names a project's datasets, folders, lock files or
+environment variables. The project builds one :class:`ReproConfig` in its ``settings.py``
+(``REPRO = ReproConfig(...)``), hands it to :class:`~kedro_repro.hooks.RunRecordHook`, and
+its commands read it back through Kedro (:func:`project_config`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MetricTest:
+    """The project's own test of whether a replay's metrics are equivalent to the run's."""
+
+    dataset: str
+    """What the test compares, loaded as each run saved it (e.g. per-item predictions)."""
+    equivalent: Callable[[Any, Any], dict[str, Any]]
+    """``equivalent(recorded, replayed)``: a JSON-native verdict holding at least
+    ``{"equivalent": bool}``."""
+    describe: Callable[[dict[str, Any]], str] | None = None
+    """One line for people from a verdict (``verify`` prints it); the JSON otherwise."""
+
+
+@dataclass(frozen=True)
+class SnapshotTable:
+    """A table written beside the record as the data snapshot: ``key`` column -> ``value`` column."""
+
+    dataset: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """The project-specific part of the captured environment (see :mod:`.environment`)."""
+
+    variable_prefixes: tuple[str, ...] = ()
+    """Variables whose names start with one of these are recorded, by name only (the project's
+    own switches, e.g. ``MYPROJECT``), in addition to the generic ones."""
+    value_variables: frozenset[str] = frozenset()
+    """The project's variables that change behaviour: recorded with their values."""
+    lock_files: tuple[str, ...] = ()
+    """Files of the project root whose digests the record keeps (``uv.lock``, ...)."""
+    torch_companions: Mapping[str, str] = field(default_factory=dict)
+    """``record field -> distribution``: versions of the torch libraries the project uses, read
+    from package metadata (nothing is imported), recorded in the torch section after its version."""
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What the commands show of a run: the project's headline numbers and review output."""
+
+    summary_metrics: Mapping[str, str] = field(default_factory=dict)
+    """``column -> dotted path`` into the record's metrics that ``kedro repro runs`` lists,
+    e.g. ``{"wer": "splits.test.wer"}``."""
+    seed: str | None = None
+    """The recorded seed (``record.seeds`` key, e.g. ``training.seed``) ``runs`` lists."""
+    review_dataset: str | None = None
+    """A JSON dataset with an ``attention`` list that ``show`` prints (a data review)."""
+    describe_metrics: Callable[[Any], list[str]] | None = None
+    """Lines ``show`` prints for the record's metrics (nothing without it)."""
+
+
+@dataclass(frozen=True)
+class ReproConfig:
+    """Everything project-specific the run record, ``verify`` and ``export`` need."""
+
+    name: str = "kedro-repro"
+    """The project's name: the PROV namespace ``urn:<name>:`` and the replay-environment cache
+    folder ``$XDG_CACHE_HOME/<name>/envs``."""
+    environment: EnvironmentSpec = EnvironmentSpec()
+    design_sections: tuple[str, ...] = ()
+    """Parameter sections that are design choices (the rest are tunable)."""
+    snapshot: SnapshotTable | None = None
+    metric_dataset: str | None = None
+    """The dataset the record copies as the run's ``metrics``; ``verify`` runs :attr:`metric_test`
+    when it diverged."""
+    metric_test: MetricTest | None = None
+    resume_dataset: str | None = None
+    """The checkpoint store a resumed run loads from the run it continues."""
+    data_dirs: tuple[str, ...] = ()
+    """Project-relative folders of raw data a replay mirrors (hard links), e.g. ``data/01_raw``."""
+    current_data: SnapshotTable | None = None
+    """A table read before a replay (with the run's parameters) whose ``key -> value`` is
+    compared with the run's data snapshot, so changed data is named before anything runs."""
+    parameter_schema: Any = None
+    """Every parameter key the project reads (see :mod:`.params`); an unknown key stops a run.
+    None: parameters are not checked."""
+    determinism_section: str | None = "determinism"
+    """The parameter section holding a :class:`~.determinism.DeterminismPolicy`, applied before
+    the first node when present (it needs torch)."""
+    record: bool = True
+    """Write run records (off only to measure what recording costs)."""
+    presentation: Presentation = Presentation()
+
+    @property
+    def namespace(self) -> str:
+        """The URN the project's PROV identifiers live under (it has no web address)."""
+        return f"urn:{self.name}:"
+
+
+def project_config() -> ReproConfig:
+    """The running Kedro project's ``REPRO`` setting (``settings.py``), for commands.
+
+    A project that defines none gets the defaults (records of what every project has); a
+    ``REPRO`` of another type is a ``TypeError`` naming it.
+    """
+    from kedro.framework.project import settings
+
+    config = getattr(settings, "REPRO", None)
+    if config is None:
+        return ReproConfig()
+    if not isinstance(config, ReproConfig):
+        raise TypeError(
+            f"settings.py's REPRO is a {type(config).__name__}, not a kedro_repro.config.ReproConfig"
+        )
+    return config

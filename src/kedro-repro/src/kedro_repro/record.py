@@ -1,0 +1,320 @@
+"""The run record: one JSON document per run, with a schema version, rewritten atomically.
+
+It lives at ``data/09_runs/<run id>/record.json`` beside the run's data snapshot and code
+snapshot. It is written when the run starts, after every node and when the run ends, so a crashed
+run still leaves an honest partial record.
+
+A record read back is data from disk, possibly from someone else: :class:`RunRecord` parses it
+strictly (unknown fields, malformed run ids, environment names that are paths, digests that are
+not digests are refused with the field named), so nothing downstream ever builds a path, a
+command or a configuration from an unchecked string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from kedro_repro.atomic import atomic_open
+from kedro_repro.processes import Liveness, ProcessIdentity, liveness
+
+RUNS_DIR = "data/09_runs"
+"""Where run bundles live, relative to the project."""
+SCHEMA_VERSION = 2
+"""2 added stored-file digests, node completion, the code snapshot and checkpoint digests."""
+RECORD_FILE = "record.json"
+SNAPSHOT_FILE = "data_snapshot.json"
+CODE_DIR = "code"
+"""Folder of a bundle holding the code snapshot: the patch of a dirty tree and the lock files."""
+
+RUN_ID_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{3}Z$"
+DIGEST_PATTERN = r"^blake3:[0-9a-f]{64}$"
+# A configuration environment is a folder name under conf/, never a path.
+ENV_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$"
+
+
+class RecordError(ValueError):
+    """A record that cannot be read or does not have the shape of a run record."""
+
+
+def _relative_posix(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or not path.parts or "\\" in value:
+        raise ValueError(f"{value!r} is not a relative path inside the project")
+    return value
+
+
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
+Digest = Annotated[str, Field(pattern=DIGEST_PATTERN)]
+EnvName = Annotated[str, Field(pattern=ENV_PATTERN)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+RelativePath = Annotated[str, AfterValidator(_relative_posix)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class LedgerEntry(_Strict):
+    """One dataset a node saved: its content digest and the digest of every file it stored."""
+
+    node: Name
+    version: RunId | None
+    digest: Digest
+    files: dict[RelativePath, Digest] = {}
+    """Project-relative path -> file digest of what the dataset wrote (empty: not a local file)."""
+
+
+class InputEntry(_Strict):
+    """A dataset the run read without producing it."""
+
+    version: str | None
+    digest: Digest
+    run: RunId | None = None
+    """The run whose bundle holds this version (pinned inputs), when known."""
+
+
+class NodeEntry(_Strict):
+    """A node's timing and outputs; ``complete`` once every output is saved."""
+
+    seconds: float | None = None
+    outputs: list[Name] = []
+    complete: bool = True
+
+
+class ParametersSection(_Strict):
+    """The parameters a run used, design choices apart from tunable ones, with digests."""
+
+    design: dict[str, Any]
+    tunable: dict[str, Any]
+    design_digest: Digest
+    tunable_digest: Digest
+    digest: Digest
+
+
+class DataSnapshot(_Strict):
+    """The data snapshot file beside the record (item -> digest) and its canonical digest."""
+
+    file: Literal["data_snapshot.json"]
+    items: int
+    digest: Digest
+
+
+class CodeSnapshot(_Strict):
+    """Which code a run executed: a commit, and the stored patch of a dirty tree.
+
+    ``files`` maps a bundle-relative path under ``code/`` (``code/patch.diff``, ``code/uv.lock``,
+    ``code/flake.lock``, ``code/pyproject.toml``) to its digest; a replay restores the commit with
+    ``git archive`` and applies the patch.
+    """
+
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")] | None
+    prefix: RelativePath | Literal[""] = ""
+    """The project's folder inside its git repository ('' at the top)."""
+    dirty: bool = False
+    patch: RelativePath | None = None
+    patch_missing_reason: str | None = None
+    files: dict[RelativePath, Digest] = {}
+
+
+class CheckpointSection(_Strict):
+    """The checkpoints a run's store holds when the node ends, with their file digests."""
+
+    directory: RelativePath
+    files: dict[Name, Digest]
+    skipped: list[str] = []
+    """Checkpoints found corrupt and passed over on resume (path: reason)."""
+
+
+class ProcessSection(_Strict):
+    """The process that ran the run: with it, a live run is told from a dead one whose pid was
+    reused (see :mod:`kedro_repro.processes`). Absent from records written before it."""
+
+    host: str
+    pid: int
+    start_time: int | None
+    """Clock ticks after boot at which the process started (``/proc/<pid>/stat`` field 22)."""
+    boot_id: str | None = None
+
+    def identity(self) -> ProcessIdentity:
+        """As a :class:`ProcessIdentity`."""
+        return ProcessIdentity(self.host, self.pid, self.start_time, self.boot_id)
+
+
+class RunOptions(_Strict):
+    """Kedro's run options, as the run was started with them."""
+
+    tags: list[Name] | None = None
+    node_names: list[Name] | None = None
+    from_nodes: list[Name] | None = None
+    to_nodes: list[Name] | None = None
+    from_inputs: list[Name] | None = None
+    to_outputs: list[Name] | None = None
+    namespaces: list[Name] | None = None
+    runtime_params: dict[str, Any] | None = None
+
+
+class Environment(_Strict):
+    """The captured environment (see :mod:`kedro_repro.environment`)."""
+
+    python: dict[str, Any]
+    packages: dict[str, str]
+    torch: dict[str, Any] | None
+    hardware: dict[str, Any]
+    determinism_env: dict[str, str | None]
+    environment_variables: dict[str, str]
+    git: dict[str, Any] | None
+    lock_files: dict[str, Digest | None]
+    command: list[str]
+    hostname: str
+
+
+class RunRecord(_Strict):
+    """A run record as stored in ``record.json``."""
+
+    schema_version: Literal[1, 2]
+    run_id: RunId
+    status: Literal["running", "complete", "crashed"]
+    started_at: str
+    finished_at: str | None
+    duration_seconds: float | None
+    pid: int
+    hostname: str
+    process: ProcessSection | None = None
+    command: list[str]
+    pipelines: list[Name]
+    env: EnvName | None
+    runner: Name | None = None
+    run_options: RunOptions
+    load_versions: dict[Name, RunId]
+    resumed_from: RunId | None
+    parameters: ParametersSection
+    seeds: dict[str, Any]
+    environment: Environment
+    inputs: dict[Name, InputEntry]
+    ledger: dict[Name, LedgerEntry]
+    nodes: dict[Name, NodeEntry]
+    nondeterministic_operations: list[str]
+    metrics: dict[str, Any] | None
+    data_snapshot: DataSnapshot | None
+    code: CodeSnapshot | None = None
+    checkpoints: dict[Name, CheckpointSection] = {}
+    error: str | None
+
+    def completed_nodes(self) -> set[str]:
+        """Nodes whose every output was saved (a node killed between two saves is not here)."""
+        return {name for name, node in self.nodes.items() if node.complete}
+
+
+def parse_record(document: Any, source: str = "record") -> RunRecord:
+    """``document`` as a :class:`RunRecord`; :class:`RecordError` names the first bad fields."""
+    try:
+        return RunRecord.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            for e in error.errors()[:5]
+        )
+        raise RecordError(f"{source} is not a valid run record: {problems}") from None
+
+
+def write_json(path: Path, document: Any) -> None:
+    """Atomically write ``document`` as indented JSON (only JSON-native values are accepted)."""
+    with atomic_open(path) as handle:
+        json.dump(document, handle, indent=1, sort_keys=False)
+        handle.write("\n")
+
+
+def load_run(runs_dir: Path, run_id: str) -> RunRecord:
+    """The parsed record of ``run_id``.
+
+    Raises FileNotFoundError naming the known runs when absent, :class:`RecordError` when the
+    file is not a valid record (or ``run_id`` is not a run id at all: never used as a path then).
+    """
+    if not isinstance(run_id, str) or not is_run_id(run_id):
+        raise RecordError(f"{run_id!r} is not a run id (expected e.g. 2026-12-01T21.42.08.863Z)")
+    path = runs_dir / run_id / RECORD_FILE
+    if not path.exists():
+        known = ", ".join(r["run_id"] for r in list_records(runs_dir)[-5:]) or "none"
+        raise FileNotFoundError(f"no record for run {run_id!r} in {runs_dir} (latest: {known})")
+    record = parse_record(_read_json(path), str(path))
+    if record.run_id != run_id:
+        raise RecordError(f"{path} names run {record.run_id!r}, not the folder's {run_id!r}")
+    return record
+
+
+def read_record(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """The record of ``run_id`` as a plain document, after strict validation (see :func:`load_run`)."""
+    load_run(runs_dir, run_id)
+    return _read_json(runs_dir / run_id / RECORD_FILE)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RecordError(f"{path} cannot be read as JSON: {error}") from None
+
+
+def is_run_id(text: str) -> bool:
+    """Whether ``text`` has the form of a run id (and so is safe as a folder name)."""
+    return re.fullmatch(RUN_ID_PATTERN, text) is not None
+
+
+def list_records(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every valid record under ``runs_dir``, oldest first (see :func:`scan_records` for the rest)."""
+    return [record for record in scan_records(runs_dir) if not isinstance(record, Unreadable)]
+
+
+class Unreadable(BaseModel):
+    """A bundle whose record cannot be read: listed with its reason, never fatal for the others."""
+
+    path: str
+    reason: str
+
+
+def scan_records(runs_dir: Path) -> list[dict[str, Any] | Unreadable]:
+    """Every bundle under ``runs_dir`` in run-id order: its validated record, or why it is unreadable."""
+    if not runs_dir.is_dir():
+        return []
+    found: list[dict[str, Any] | Unreadable] = []
+    for path in sorted(runs_dir.glob(f"*/{RECORD_FILE}")):
+        try:
+            document = _read_json(path)
+            record = parse_record(document, str(path))
+            if record.run_id != path.parent.name:
+                raise RecordError(f"names run {record.run_id!r}, not its folder's")
+            found.append(document)
+        except RecordError as error:
+            found.append(Unreadable(path=str(path), reason=str(error).replace(f"{path} ", "")))
+    return found
+
+
+def status(record: dict[str, Any]) -> str:
+    """complete, resumed (complete after continuing another run), crashed, or running."""
+    if record["status"] == "complete":
+        return "resumed" if record.get("resumed_from") else "complete"
+    if record["status"] == "running" and not _alive(record):
+        return "crashed"
+    return record["status"]
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    return run_liveness(record) != "dead"  # another host's run: cannot tell from here
+
+
+def run_liveness(record: dict[str, Any]) -> Liveness:
+    """Whether the process that ran ``record`` still runs: ``alive``, ``dead`` or ``unknown``.
+
+    Records with a ``process`` section are judged by host, pid and start time, so a reused pid
+    does not keep a dead run alive; older records by host and pid alone.
+    """
+    process = record.get("process")
+    if isinstance(process, dict):
+        return liveness(ProcessSection.model_validate(process).identity())
+    return liveness(ProcessIdentity(str(record.get("hostname")), int(record["pid"]), None))

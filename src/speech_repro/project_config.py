@@ -1,0 +1,81 @@
+"""What this project tells kedro-repro about itself: one :class:`ReproConfig` (``REPRO``).
+
+kedro-repro names no dataset, folder, metric or variable of its own; settings.py hands it this
+object. The functions here are the speech-specific parts the commands call: the metric test of
+a diverged replay (a speaker-level paired bootstrap) and how metrics read to people.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kedro_repro.config import (
+    EnvironmentSpec,
+    MetricTest,
+    Presentation,
+    ReproConfig,
+    SnapshotTable,
+)
+from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
+from speech_repro.parameters import DESIGN_SECTIONS, PARAMETER_SCHEMA
+
+
+def same_summary_wer(recorded: Any, replayed: Any) -> dict[str, Any]:
+    """Speaker-level paired bootstrap of the summary split's WER difference between two runs'
+    hypotheses: equivalent when the interval contains 0."""
+    from speech_repro.asr.stats import paired_speaker_bootstrap  # jiwer and scipy: only if used
+
+    return paired_speaker_bootstrap(
+        recorded[recorded["split"] == SUMMARY_SPLIT], replayed[replayed["split"] == SUMMARY_SPLIT]
+    )
+
+
+def describe_wer_test(verdict: dict[str, Any]) -> str:
+    """``test WER 0.0383 -> 0.0391 (delta +0.0008, speaker-bootstrap 95% CI [...], 4 speakers)``."""
+    from speech_repro.asr.stats import format_interval
+
+    return (
+        f"{SUMMARY_SPLIT} WER {verdict['wer_a']:.4f} -> {verdict['wer_b']:.4f} "
+        f"(delta {verdict['delta']:+.4f}, speaker-bootstrap {100 * verdict['level']:.0f}% CI "
+        f"{format_interval(verdict, '+.4f')}, {verdict['speakers']} speakers)"
+    )
+
+
+def describe_metrics(metrics: dict[str, Any]) -> list[str]:
+    """One line per scored split: WER, CER, MER, WIL and the number of utterances."""
+    return [
+        f"{split:<6} WER {r['wer']:.4f}  CER {r['cer']:.4f}  MER {r['mer']:.4f}  "
+        f"WIL {r['wil']:.4f}  ({r['utterances']} utterances)"
+        for split, r in (metrics.get("splits") or {}).items()
+    ]
+
+
+REPRO = ReproConfig(
+    name="speech-repro",
+    environment=EnvironmentSpec(
+        variable_prefixes=("SPEECH_REPRO",),
+        value_variables=frozenset({"SPEECH_REPRO_RECORD"}),
+        lock_files=("uv.lock", "flake.lock"),
+        torch_companions={"torchaudio_version": "torchaudio"},
+    ),
+    design_sections=DESIGN_SECTIONS,
+    snapshot=SnapshotTable(dataset="split_lock", key="utt_id", value="digest"),
+    current_data=SnapshotTable(dataset="raw_corpus", key="utt_id", value="digest"),
+    metric_dataset="metrics",
+    metric_test=MetricTest(
+        dataset=HYPOTHESES, equivalent=same_summary_wer, describe=describe_wer_test
+    ),
+    resume_dataset="training_checkpoints",
+    data_dirs=("data/01_raw",),
+    parameter_schema=PARAMETER_SCHEMA,
+    determinism_section="determinism",
+    # SPEECH_REPRO_RECORD=0 runs without the record, only to measure what recording costs (bench/).
+    record=os.environ.get("SPEECH_REPRO_RECORD", "1") != "0",
+    presentation=Presentation(
+        summary_metrics={m: f"splits.{SUMMARY_SPLIT}.{m}" for m in ("wer", "cer")},
+        seed="training.seed",
+        review_dataset="review_flags",
+        describe_metrics=describe_metrics,
+    ),
+)
