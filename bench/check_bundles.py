@@ -48,7 +48,7 @@ def timed(command: list[str], cwd: Path) -> float:
 
 def in_process(project: Path) -> tuple[float, int]:
     """Seconds to check every run in this process, and the number of files checked."""
-    runs = [r["run_id"] for r in list_records(project / RUNS_DIR)]
+    runs = [r.run_id for r in list_records(project / RUNS_DIR)]
     start = time.perf_counter()
     with open_cache(project) as cache:
         results = [check_run(project, run, cache=cache) for run in runs]

@@ -56,7 +56,7 @@ def main() -> None:
                 {
                     "label": label,
                     "seconds": seconds,
-                    "nodes": {n: v["seconds"] for n, v in record["nodes"].items()},
+                    "nodes": {n: v.seconds for n, v in record.nodes.items()},
                 }
             )
         run_ids = sorted(p.name for p in (project / "data/06_models/model.safetensors").iterdir())

@@ -20,7 +20,7 @@ from kedro.framework.startup import bootstrap_project
 
 from kedro_repro.hashing import file_digest
 
-from .conftest import copy_project
+from .conftest import copy_project, kedro_unchecked
 
 CATALOG = """
 raw_corpus:
@@ -138,6 +138,22 @@ def _case_parameters(project: Path, text: str) -> None:
 
 def test_baseline_run_trained_and_scored(project):
     assert list((project / "data/06_models/model.safetensors").iterdir())
+
+
+def test_the_record_keeps_the_raw_parameters_though_nodes_got_models(project):
+    """Kedro validates node-annotated sections into models in its catalog's ``parameters``; the
+    record holds the configuration's own values, as before nodes were typed."""
+    from kedro.config import OmegaConfigLoader
+
+    (record_file,) = sorted((project / "data/09_runs").glob("*/record.json"))[:1]
+    parameters = json.loads(record_file.read_text())["parameters"]
+    loader = OmegaConfigLoader(
+        conf_source=str(project / "conf"),
+        base_env="base",
+        default_run_env="test",
+        merge_strategy={"parameters": "soft"},
+    )
+    assert {**parameters["design"], **parameters["tunable"]} == loader["parameters"]
     assert list((project / "data/08_reporting/metrics.json").iterdir())
 
 
@@ -265,9 +281,47 @@ def test_unknown_parameter_key(broken):
     _expect_failure(
         broken,
         "training.learning_rat (did you mean training.learning_rate?), set in "
-        "conf/test/parameters_case.yml",
-        "features.n_mel (did you mean features.n_mels?), set in conf/test/parameters_case.yml",
+        "conf/test/parameters_case.yml; section training accepts: batch_size, "
+        "checkpoint_every_steps, device, distributed, epochs, grad_clip, learning_rate,",
+        "features.n_mel (did you mean features.n_mels?), set in conf/test/parameters_case.yml; "
+        "section features accepts: f_max, f_min, hop_length, log_floor, n_fft, n_mels,",
     )
+
+
+def _refused_before_any_node(result) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "nothing was run" in output, output
+    assert "Running node" not in output and "Completed node" not in output, output
+    return output
+
+
+def test_a_mistyped_runtime_parameter_stops_the_run_before_any_node(broken):
+    result = kedro_unchecked(broken, "run", "--env", "test", "--params", "training.epochs=ten")
+    output = _refused_before_any_node(result)
+    assert (
+        "training.epochs: expected int, got 'ten' (str), set in --params (runtime parameters): "
+        "Input should be a valid integer"
+    ) in output
+
+
+def test_a_mistyped_value_in_a_conf_file_names_the_file(broken):
+    _case_parameters(broken, "drift:\n  fail: sometimes\nsplit:\n  names: train\n")
+    output = _refused_before_any_node(kedro_unchecked(broken, "run", "--env", "test"))
+    assert "2 invalid parameter value(s)" in output
+    assert (
+        "drift.fail: expected bool, got 'sometimes' (str), set in conf/test/parameters_case.yml"
+    ) in output
+    assert "split.names: expected tuple[str, ...], got 'train' (str), set in conf/test/" in output
+
+
+def test_an_unknown_key_in_a_conf_file_stops_the_cli_run_naming_file_and_accepted_keys(broken):
+    _case_parameters(broken, "evaluation:\n  batchsize: 8\n")
+    output = _refused_before_any_node(kedro_unchecked(broken, "run", "--env", "test"))
+    assert (
+        "evaluation.batchsize (did you mean evaluation.batch_size?), set in "
+        "conf/test/parameters_case.yml; section evaluation accepts: batch_size, splits"
+    ) in output
 
 
 def test_unknown_parameter_key_given_with_params_names_params(broken):

@@ -13,7 +13,7 @@ from .conftest import copy_project, run_kedro
 
 
 def _last_run_id(project: Path) -> str:
-    return list_records(project / RUNS_DIR)[-1]["run_id"]
+    return list_records(project / RUNS_DIR)[-1].run_id
 
 
 def _model_digest(project: Path, run_id: str) -> str:

@@ -56,3 +56,17 @@ def test_run_local_pins_cover_versioned_entries_and_factories_only():
     }
     names = ["model", "split_lock", "seed_1.model", "in_memory"]
     assert versioned_entries(catalog, {}, names) == {"model", "seed_1.model"}
+
+
+def test_an_indented_table_is_not_padded_to_the_console_width():
+    """Output to a pipe is never wrapped (a very wide console), so nothing may fill that width."""
+    probe = (
+        "from kedro_repro.cli.common import print_table; "
+        "print_table(['grade', 'dataset'], [['bitwise', 'model']], indent=2)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    lines = result.stdout.splitlines()
+    assert [line.rstrip() for line in lines] == ["  grade    dataset", "  bitwise  model"]
+    assert max(len(line) for line in lines) < 40, [len(line) for line in lines]

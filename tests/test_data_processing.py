@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pandera.errors
 import pytest
 import soundfile as sf
 import torch
+from kedro.config import OmegaConfigLoader
 
+import speech_repro
 from kedro_repro.hashing import bytes_digest
+from kedro_repro.parameter_hooks import TypedParametersHook
+from kedro_repro.params import check_parameters
 from kedro_repro.shards import ShardedTensors, write_shards
 from speech_repro.asr.audio import AudioPolicy
+from speech_repro.asr.features import FeatureConfig
 from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.parameters import (
+    PARAMETER_SCHEMA,
+    CorpusParams,
+    DriftParams,
+    ProjectParameters,
+    ShardingParams,
+    SplitParams,
+)
 from speech_repro.pipelines.data_processing import nodes as dp
 from speech_repro.schemas import (
     CorpusValidationError,
@@ -76,10 +93,10 @@ def test_adding_speakers_never_moves_existing_ones(prepared, params):
         utt_id=["new-a-0", "new-b-0", "new-c-0"],
         digest=[bytes_digest(name.encode()) for name in "abc"],
     )
-    before = dp.assign_splits(manifest, params["split"]).set_index("utt_id")["split"]
-    after = dp.assign_splits(pd.concat([manifest, newcomers]), params["split"]).set_index("utt_id")[
-        "split"
-    ]
+    before = dp.assign_splits(manifest, SplitParams(**params["split"])).set_index("utt_id")["split"]
+    after = dp.assign_splits(
+        pd.concat([manifest, newcomers]), SplitParams(**params["split"])
+    ).set_index("utt_id")["split"]
     pd.testing.assert_series_equal(after.loc[before.index], before)
 
 
@@ -87,7 +104,9 @@ def test_split_fractions_must_sum_to_one(prepared, params):
     with pytest.raises(ValueError, match="sum to 1"):
         dp.assign_splits(
             prepared["manifest"],
-            {**params["split"], "fractions": {"train": 0.5, "dev": 0.2, "test": 0.2}},
+            SplitParams(
+                **{**params["split"], "fractions": {"train": 0.5, "dev": 0.2, "test": 0.2}}
+            ),
         )
 
 
@@ -108,7 +127,7 @@ def test_given_splits_with_a_shared_speaker_and_shared_audio_are_refused(prepare
     # The same audio in train and dev.
     manifest.loc[receiver, "digest"] = manifest.loc[donor, "digest"]
     with pytest.raises(LeakageError) as error:
-        dp.assign_splits(manifest, {"method": "given"})
+        dp.assign_splits(manifest, SplitParams(method="given"))
     message = str(error.value)
     assert f"speaker {manifest.loc[0, 'speaker']} is in several splits" in message
     assert "identical audio" in message
@@ -128,11 +147,12 @@ def test_features_match_the_declared_settings(prepared, params):
 
 def test_feature_shards_are_the_same_bits_with_and_without_the_process_pool(prepared, params):
     manifest, raw = prepared["manifest"].head(10), prepared["raw_corpus"]
-    sharding = {"utterances_per_shard": 4, "workers": 2, "min_utterances_for_pool": 1}
-    pooled = list(dp.compute_features(manifest, raw, params["features"], params["audio"], sharding))
+    sharding = ShardingParams(utterances_per_shard=4, workers=2, min_utterances_for_pool=1)
+    features, audio = FeatureConfig(**params["features"]), AudioPolicy(**params["audio"])
+    pooled = list(dp.compute_features(manifest, raw, features, audio, sharding))
     alone = list(
         dp.compute_features(
-            manifest, raw, params["features"], params["audio"], {**sharding, "workers": 1}
+            manifest, raw, features, audio, sharding.model_copy(update={"workers": 1})
         )
     )
     assert [list(s) for s in pooled] == [list(s) for s in alone]
@@ -149,7 +169,9 @@ def test_non_finite_features_are_refused_naming_the_utterances(tmp_path, params)
         sf.write(tmp_path / f"{name}.wav", wave, 16000, subtype="FLOAT")
         rows.append((name, str(tmp_path / f"{name}.wav"), 0.0, float("nan")))
     with pytest.raises(ValueError, match="bad-1, bad-2"):
-        dp.features_of_shard((rows, params["features"], params["audio"]))
+        dp.features_of_shard(
+            (rows, FeatureConfig(**params["features"]), AudioPolicy(**params["audio"]))
+        )
 
 
 def test_feature_stats_schema_rejects_non_finite_counts(prepared):
@@ -168,7 +190,7 @@ def test_normalization_uses_the_train_split_only(prepared, params, tmp_path):
     ]
     write_shards(tmp_path, shifted)
     changed, _ = dp.fit_normalization(
-        ShardedTensors(tmp_path), lock, prepared["feature_stats"], params["drift"]
+        ShardedTensors(tmp_path), lock, prepared["feature_stats"], DriftParams(**params["drift"])
     )
     assert torch.equal(changed["mean"], prepared["norm_stats"]["mean"])
     assert prepared["norm_stats"]["num_utterances"] == int((lock["split"] == "train").sum())
@@ -181,13 +203,15 @@ def test_drift_report_flags_a_shifted_split(prepared, params):
     lock = prepared["split_lock"]
     for split in ("dev", "test"):  # e.g. a louder recording chain
         stats.loc[stats["utt_id"].isin(lock.query(f"split == '{split}'")["utt_id"]), "mean"] += 5.0
-    shifted = dp.drift_report(stats, lock, params["drift"])
+    shifted = dp.drift_report(stats, lock, DriftParams(**params["drift"]))
     assert shifted["splits"]["dev"]["mean"]["ks"] == shifted["splits"]["test"]["mean"]["ks"] == 1.0
     # dev has enough utterances for the shift to be significant; the 4 test utterances do not.
     assert shifted["flagged"] == ["dev"]
     assert shifted["splits"]["test"]["ks_critical"] > 1.0
     with pytest.raises(ValueError, match="drift"):
-        dp.drift_report(stats, prepared["split_lock"], {**params["drift"], "fail": True})
+        dp.drift_report(
+            stats, prepared["split_lock"], DriftParams(**{**params["drift"], "fail": True})
+        )
 
 
 @pytest.mark.parametrize(
@@ -204,7 +228,7 @@ def test_drift_ks_is_the_two_sample_kolmogorov_smirnov_statistic(train, dev, exp
     ids = [f"t{i}" for i in range(len(train))] + [f"d{i}" for i in range(len(dev))]
     stats = pd.DataFrame({"utt_id": ids, "mean": train + dev, "std": [1.0] * len(ids)})
     lock = pd.DataFrame({"utt_id": ids, "split": ["train"] * len(train) + ["dev"] * len(dev)})
-    report = dp.drift_report(stats, lock, params["drift"])
+    report = dp.drift_report(stats, lock, DriftParams(**params["drift"]))
     assert report["splits"]["dev"]["mean"]["ks"] == expected
     assert report["splits"]["dev"]["std"]["ks"] == 0.0
     assert type(report["splits"]["dev"]["mean"]["ks"]) is float  # JSON-native, not numpy
@@ -235,11 +259,11 @@ def _plan_lock(env: str) -> pd.DataFrame:
         default_run_env=env,
         merge_strategy={"parameters": "soft"},
     )["parameters"]
-    plan = dp.plan_corpus(params["corpus"])
+    plan = dp.plan_corpus(CorpusParams(**params["corpus"]))
     manifest = plan[["utt_id", "speaker"]].assign(
         digest=[bytes_digest(u.encode()) for u in plan["utt_id"]]
     )
-    return dp.assign_splits(manifest, params["split"])
+    return dp.assign_splits(manifest, SplitParams(**params["split"]))
 
 
 @pytest.mark.parametrize("env", ["local", "test"])
@@ -264,7 +288,7 @@ def _six_speakers_all_hashed_into_train(prepared, params) -> pd.DataFrame:
 def test_a_named_split_that_the_hash_leaves_empty_is_an_error(prepared, params):
     manifest = _six_speakers_all_hashed_into_train(prepared, params)
     with pytest.raises(dp.SplitAssignmentError) as error:
-        dp.assign_splits(manifest, params["split"])
+        dp.assign_splits(manifest, SplitParams(**params["split"]))
     message = str(error.value)
     assert "split 'dev' is empty: 6 speakers, all hashed into train" in message
     assert "split 'test' is empty" in message
@@ -278,7 +302,7 @@ def test_a_split_with_fraction_zero_may_be_empty(prepared, params):
         "names": ["train", "test"],
         "fractions": {"train": 1.0, "test": 0.0},
     }
-    assert set(dp.assign_splits(manifest, split)["split"]) == {"train"}
+    assert set(dp.assign_splits(manifest, SplitParams(**split))["split"]) == {"train"}
 
 
 def test_assigned_speakers_go_where_they_are_listed_and_the_rest_to_train(prepared, params):
@@ -286,7 +310,7 @@ def test_assigned_speakers_go_where_they_are_listed_and_the_rest_to_train(prepar
     speakers = sorted(manifest["speaker"].unique())
     split = {**params["split"], "method": "assigned",
              "assigned": {"dev": speakers[:2], "test": [speakers[2]]}}  # fmt: skip
-    lock = dp.assign_splits(manifest, split)
+    lock = dp.assign_splits(manifest, SplitParams(**split))
     by_speaker = lock.groupby("speaker")["split"].first()
     assert by_speaker[speakers[:2]].eq("dev").all() and by_speaker[speakers[2]] == "test"
     assert by_speaker[speakers[3:]].eq("train").all()
@@ -298,7 +322,7 @@ def test_assigned_lists_are_validated_all_at_once(prepared, params):
              "assigned": {"dev": [speakers[0], "nobody"], "test": [speakers[0]],
                           "eval": [speakers[1]]}}  # fmt: skip
     with pytest.raises(dp.SplitAssignmentError) as error:
-        dp.assign_splits(prepared["manifest"], split)
+        dp.assign_splits(prepared["manifest"], SplitParams(**split))
     message = str(error.value)
     assert "unknown speaker 'nobody' in split.assigned.dev" in message
     assert f"speaker '{speakers[0]}' is listed in several splits (dev, test)" in message
@@ -309,7 +333,7 @@ def test_an_assigned_split_without_speakers_is_an_error(prepared, params):
     speakers = sorted(prepared["manifest"]["speaker"].unique())
     split = {**params["split"], "method": "assigned", "assigned": {"dev": speakers, "test": []}}
     with pytest.raises(dp.SplitAssignmentError) as error:
-        dp.assign_splits(prepared["manifest"], split)
+        dp.assign_splits(prepared["manifest"], SplitParams(**split))
     message = str(error.value)
     assert "split 'test' is empty: split.assigned.test lists no speaker" in message
     assert f"split 'train' is empty: all {len(speakers)} speakers are listed" in message
@@ -322,7 +346,7 @@ def test_an_assigned_list_matches_look_alike_spellings_of_a_speaker(prepared, pa
     manifest.loc[rows[:2], "speaker"] = _fullwidth(speaker)
     split = {**params["split"], "method": "assigned",
              "assigned": {"dev": [speaker + "\u200b"], "test": [other]}}  # fmt: skip
-    lock = dp.assign_splits(manifest, split)
+    lock = dp.assign_splits(manifest, SplitParams(**split))
     assert set(lock.loc[lock["utt_id"].isin(manifest.loc[rows, "utt_id"]), "split"]) == {"dev"}
 
 
@@ -339,7 +363,7 @@ def test_look_alike_speaker_ids_in_two_given_splits_are_a_leak(prepared, spellin
     manifest.loc[moved, "speaker"] = spelling(speaker)
     manifest.loc[moved, "given_split"] = "test"
     with pytest.raises(LeakageError) as error:
-        dp.assign_splits(manifest, {"method": "given"})
+        dp.assign_splits(manifest, SplitParams(method="given"))
     message = str(error.value)
     assert f"speaker {speaker} is in several splits" in message
     assert ascii(spelling(speaker)) in message  # the invisible difference made visible
@@ -355,7 +379,7 @@ def test_the_hash_puts_look_alike_spellings_of_a_speaker_together(prepared, para
     for speaker in manifest["speaker"].unique()[:4]:
         rows = manifest.index[manifest["speaker"] == speaker]
         manifest.loc[rows[:2], "speaker"] = _fullwidth(speaker)
-    lock = dp.assign_splits(manifest, params["split"])  # no LeakageError
+    lock = dp.assign_splits(manifest, SplitParams(**params["split"]))  # no LeakageError
     reference = prepared["split_lock"].set_index("utt_id")["split"]
     assert lock.set_index("utt_id")["split"].equals(reference.loc[lock["utt_id"]])
 
@@ -363,4 +387,83 @@ def test_the_hash_puts_look_alike_spellings_of_a_speaker_together(prepared, para
 def test_assigned_lists_without_the_assigned_method_are_refused(prepared, params):
     speaker = prepared["manifest"]["speaker"].iloc[0]
     with pytest.raises(dp.SplitAssignmentError, match=r"split\.method is 'speaker_hash'"):
-        dp.assign_splits(prepared["manifest"], {**params["split"], "assigned": {"dev": [speaker]}})
+        dp.assign_splits(
+            prepared["manifest"],
+            SplitParams(**{**params["split"], "assigned": {"dev": [speaker]}}),
+        )
+
+
+@pytest.mark.parametrize("env", ["test", "jsonl", "kaldi", "librispeech", "common_voice"])
+def test_every_environment_fits_the_parameter_schema(env):
+    loader = OmegaConfigLoader(
+        conf_source=str(Path(speech_repro.__file__).parents[2] / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )
+    validated = check_parameters(loader["parameters"], PARAMETER_SCHEMA)
+    assert isinstance(validated, ProjectParameters)
+    # The typed sections hold what the configuration says, defaults only where it says nothing.
+    assert validated.training.model_dump() == loader["parameters"]["training"]
+
+
+def _project_nodes() -> list:
+    from speech_repro.pipelines import (
+        data_processing,
+        embedded_corpus,
+        evaluation,
+        reporting,
+        seeds,
+        training,
+    )
+
+    pipelines = [
+        embedded_corpus.create_pipeline(),
+        data_processing.create_pipeline(),
+        training.create_pipeline(),
+        evaluation.create_pipeline(),
+        reporting.create_pipeline(),
+        seeds.create_pipeline(seeds=[1234, 1235]),
+    ]
+    return [n for p in pipelines for n in p.nodes]
+
+
+def test_every_node_receives_each_parameter_section_as_the_type_it_declares(params):
+    """The hook's types (from the schema) are the nodes' annotations, for every node that takes
+    parameters, so a node reads attributes of the object it declares."""
+    hook = TypedParametersHook(PARAMETER_SCHEMA)
+    checked = 0
+    for node in _project_nodes():
+        names = list(inspect.signature(node.func).parameters)
+        hints = typing.get_type_hints(inspect.unwrap(node.func))
+        inputs = {
+            name: params[name.removeprefix("params:")] if name.startswith("params:") else None
+            for name in node.inputs
+        }
+        replaced = hook.before_node_run(node, inputs) or {}
+        for position, name in enumerate(node.inputs):
+            if not name.startswith("params:"):
+                continue
+            declared = hints[names[position]]
+            assert isinstance(replaced[name], declared), (node.name, name, declared)
+            checked += 1
+    assert checked >= 20
+
+
+def test_a_node_run_with_the_hook_gets_the_model(prepared, params):
+    """Kedro's runner hands the hook's replacements to the node: the split node gets SplitParams."""
+    node = next(n for n in _project_nodes() if n.name == "assign_splits")
+    inputs = {"manifest": prepared["manifest"], "params:split": params["split"]}
+    replaced = TypedParametersHook(PARAMETER_SCHEMA).before_node_run(node, inputs)
+    assert isinstance(replaced["params:split"], SplitParams)
+    lock = node.run({**inputs, **replaced})["split_lock"]
+    assert lock.equals(prepared["split_lock"])
+
+
+def test_the_data_nodes_also_take_a_section_as_its_raw_mapping(prepared, params):
+    """Outside a Kedro run (the session fixtures, scripts) a node may be handed the raw section:
+    it is validated into the same model, with the same result."""
+    typed = dp.assign_splits(prepared["manifest"], SplitParams(**params["split"]))
+    assert typed.equals(dp.assign_splits(prepared["manifest"], params["split"]))
+    with pytest.raises(ValueError, match="saltt"):
+        dp.assign_splits(prepared["manifest"], {**params["split"], "saltt": "x"})

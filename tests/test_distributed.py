@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.determinism import DeterminismPolicy
 from kedro_repro.hashing import tensors_digest
 from kedro_repro.ledger import content_digest
 from speech_repro.asr.batching import epoch_batches, rank_batches
+from speech_repro.parameters import ModelParams, TextParams, TrainingParams
 from speech_repro.pipelines.training.distributed import resolve_backend
 from speech_repro.pipelines.training.nodes import train_model
 
@@ -30,11 +32,14 @@ def _train(prepared, params, store, world_size=WORLD, **training):
         prepared["split_lock"],
         prepared["manifest"],
         prepared["norm_stats"],
-        {**params["training"], "checkpoint_every_steps": 1, "distributed": distributed, **training},
-        params["model"],
-        params["text"],
+        TrainingParams(
+            **{**params["training"], "checkpoint_every_steps": 1, "distributed": distributed}
+            | training
+        ),
+        ModelParams(**params["model"]),
+        TextParams(**params["text"]),
         store,
-        params["determinism"],
+        DeterminismPolicy(**params["determinism"]),
     )
 
 

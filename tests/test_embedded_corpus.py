@@ -7,7 +7,6 @@ on the same corpus render it once.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -17,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from speech_repro.cli import _current_data
+from kedro_repro.cli.verify import current_data as _current_data
+from kedro_repro.record import load_run
 from speech_repro.corpora.digits import plan_digit_corpus
 
 from .conftest import copy_project, run_kedro
@@ -101,7 +101,7 @@ def test_a_partial_run_reads_the_corpus_of_its_own_parameters(project, params):
     plan = plan_digit_corpus(_corpus_params(params, overrides))
     assert sorted(_manifest(project, partial)["utt_id"]) == sorted(plan["utt_id"])
     # verify's data check reads the corpus of the run's own parameters, not today's defaults
-    record = json.loads((project / "data/09_runs" / partial / "record.json").read_text())
+    record = load_run(project / "data/09_runs", partial)
     assert sorted(_current_data(project, record)) == sorted(plan["utt_id"])
     code, output = _finish(
         _start(project, *TO_FEATURES, "--from-nodes", "build_manifest", "--params", "corpus.seed=7")

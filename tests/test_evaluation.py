@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from speech_repro.asr.text import TextNormalization
+from speech_repro.parameters import TextParams
 from speech_repro.pipelines.evaluation.nodes import error_rates, score
 
 
@@ -33,9 +34,10 @@ def test_score_groups_by_split_and_speaker(params):
             "hypothesis": ["one two", "", "four"],
         }
     )
-    metrics, per_split, per_speaker = score(hypotheses, params["text"])
+    metrics, per_split, per_speaker = score(hypotheses, TextParams(**params["text"]))
     assert metrics["splits"]["test"]["wer"] == pytest.approx(1 / 3)
     assert metrics["splits"]["dev"]["wer"] == 0.0
     assert metrics["normalization_digest"].startswith("blake3:")
+    assert metrics["normalization"] == params["text"]["normalization"]  # as declared
     assert per_split.set_index("split")["deletions"].to_dict() == {"dev": 0, "test": 1}
     assert per_speaker[["split", "speaker"]].values.tolist() == [["dev", "b"], ["test", "a"]]

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from kedro_repro.hashing import file_digest
 from kedro_repro.processes import current_process
-from kedro_repro.record import list_records, run_liveness, status
+from kedro_repro.record import list_records, parse_record, run_liveness, status
 from kedro_repro.session import RUNS_DIR
 from speech_repro.cli import cli
 
@@ -44,7 +44,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_id(project) -> str:
-    return list_records(project / RUNS_DIR)[-1]["run_id"]
+    return list_records(project / RUNS_DIR)[-1].run_id
 
 
 def _repro(project: Path, *args: str):
@@ -129,13 +129,14 @@ def test_the_record_names_its_process_and_a_reused_pid_is_not_alive(project, run
     record = json.loads((project / RUNS_DIR / run_id / "record.json").read_text())
     assert record["process"].keys() == {"host", "pid", "start_time", "boot_id"}
     assert record["process"]["pid"] == record["pid"] and record["process"]["start_time"] > 0
-    assert run_liveness(record) == "dead"  # that `kedro run` has ended
+    assert run_liveness(parse_record(record)) == "dead"  # that `kedro run` has ended
     me = current_process().to_dict()
     running = {**record, "status": "running", "pid": me["pid"], "process": me}
-    assert run_liveness(running) == "alive" and status(running) == "running"
-    reused = {**running, "process": {**me, "start_time": me["start_time"] - 1}}
+    assert run_liveness(parse_record(running)) == "alive"
+    assert status(parse_record(running)) == "running"
+    reused = parse_record({**running, "process": {**me, "start_time": me["start_time"] - 1}})
     assert run_liveness(reused) == "dead" and status(reused) == "crashed"
-    elsewhere = {**running, "process": {**me, "host": "another-host"}}
+    elsewhere = parse_record({**running, "process": {**me, "host": "another-host"}})
     assert run_liveness(elsewhere) == "unknown"
     older = {k: v for k, v in running.items() if k != "process"}  # a record from before it
-    assert run_liveness(older) == "alive"
+    assert run_liveness(parse_record(older)) == "alive"

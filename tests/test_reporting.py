@@ -8,6 +8,9 @@ import pandas as pd
 import pytest
 
 from kedro_repro.datasets import MarkdownReportDataset
+from kedro_repro.determinism import DeterminismPolicy
+from speech_repro.asr.features import FeatureConfig
+from speech_repro.parameters import ReportingParams, SeedSweepParams
 from speech_repro.pipelines.reporting import nodes as rp
 
 
@@ -15,9 +18,9 @@ def _flags(prepared, params, split_lock=None, manifest=None, drift=None, determi
     return rp.review_flags(
         prepared["split_lock"] if split_lock is None else split_lock,
         prepared["drift_report"] if drift is None else drift,
-        params["determinism"] if determinism is None else determinism,
+        DeterminismPolicy(**(params["determinism"] if determinism is None else determinism)),
         prepared["manifest"] if manifest is None else manifest,
-        params["features"],
+        FeatureConfig(**params["features"]),
     )
 
 
@@ -129,7 +132,8 @@ def test_run_report_lists_every_split_with_its_interval(flags):
         }
     )
     summary = rp.wer_intervals(
-        hypotheses, {"confidence_level": 0.9, "bootstrap": {"replicates": 200, "seed": 1}}
+        hypotheses,
+        ReportingParams(confidence_level=0.9, bootstrap={"replicates": 200, "seed": 1}),
     )
     metrics = {"normalization": {}, "splits": {s: {"cer": 0.1} for s in ("dev", "test")}}
     report = rp.write_run_report(metrics, summary, flags)
@@ -148,7 +152,8 @@ def test_run_report_prints_an_undefined_interval_for_a_split_of_one_speaker(flag
         }
     )
     summary = rp.wer_intervals(
-        hypotheses, {"confidence_level": 0.95, "bootstrap": {"replicates": 200, "seed": 1}}
+        hypotheses,
+        ReportingParams(confidence_level=0.95, bootstrap={"replicates": 200, "seed": 1}),
     )
     assert summary["splits"]["test"]["ci_low"] is None
     metrics = {"normalization": {}, "splits": {s: {"cer": 0.1} for s in ("dev", "test")}}
@@ -166,7 +171,7 @@ def test_seed_sweep_reports_a_per_seed_interval_that_is_undefined(flags):
              "method": "undefined (fewer than 2 speakers)"}  # fmt: skip
     defined = {**entry, "ci_low": 0.1, "ci_high": 0.4, "ci_undefined": None, "speakers": 3,
                "method": "BCa bootstrap over speakers"}  # fmt: skip
-    sweep = {"seeds": [1, 2, 3], "confidence_level": 0.95}
+    sweep = SeedSweepParams(seeds=[1, 2, 3], confidence_level=0.95)
     summaries = [
         {"splits": {"test": {**entry, "wer": w}, "dev": {**defined, "wer": w}}}
         for w in (0.2, 0.25, 0.3)

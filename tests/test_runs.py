@@ -17,7 +17,7 @@ import pytest
 
 from kedro_repro.checkpoints import CheckpointStore
 from kedro_repro.hashing import tensors_digest
-from kedro_repro.record import list_records, status
+from kedro_repro.record import list_records, load_run, status
 from kedro_repro.session import RUNS_DIR
 from kedro_repro.state import load_state
 
@@ -38,7 +38,7 @@ def project(tmp_path_factory) -> Path:
 
 def _latest(project: Path) -> str:
     """The id of the newest run (records read in-process: a CLI call costs seconds)."""
-    return list_records(project / RUNS_DIR)[-1]["run_id"]
+    return list_records(project / RUNS_DIR)[-1].run_id
 
 
 def _record(project: Path, run_id: str) -> dict:
@@ -47,7 +47,7 @@ def _record(project: Path, run_id: str) -> dict:
 
 def _status(project: Path, run_id: str) -> str:
     """complete, resumed, crashed or running, as the record and the process table say."""
-    return status(_record(project, run_id))
+    return status(load_run(project / RUNS_DIR, run_id))
 
 
 def _model_digest(project: Path, run_id: str) -> str:

@@ -88,7 +88,7 @@ def run(project) -> dict:
         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", **SECRET_ENV, **NUMERICS_ENV},
     )
     (summary,) = list_records(project / RUNS_DIR)
-    record = json.loads((project / RUNS_DIR / summary["run_id"] / RECORD_FILE).read_text())
+    record = json.loads((project / RUNS_DIR / summary.run_id / RECORD_FILE).read_text())
     return {"record": record, "console": result.stdout + result.stderr}
 
 

@@ -15,8 +15,9 @@ import torch
 
 import speech_repro
 from kedro_repro.checkpoints import CheckpointStore
-from kedro_repro.determinism import seed_globals
+from kedro_repro.determinism import DeterminismPolicy, seed_globals
 from kedro_repro.hashing import tensors_digest
+from speech_repro.parameters import ModelParams, TextParams, TrainingParams
 from speech_repro.pipelines import seeds
 from speech_repro.pipelines.training import create_pipeline
 from speech_repro.pipelines.training.nodes import train_model
@@ -38,11 +39,11 @@ def _train(prepared, params, store, determinism=None, **training):
         prepared["split_lock"],
         prepared["manifest"],
         prepared["norm_stats"],
-        {**params["training"], **training},
-        params["model"],
-        params["text"],
+        TrainingParams(**{**params["training"], **training}),
+        ModelParams(**params["model"]),
+        TextParams(**params["text"]),
         store,
-        params["determinism"] if determinism is None else determinism,
+        DeterminismPolicy(**(params["determinism"] if determinism is None else determinism)),
     )
 
 

@@ -38,7 +38,7 @@ def _record(project: Path, run_id: str) -> dict:
 
 
 def _latest(project: Path) -> str:
-    return list_records(project / RUNS_DIR)[-1]["run_id"]
+    return list_records(project / RUNS_DIR)[-1].run_id
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +317,7 @@ def test_a_run_killed_between_two_outputs_of_a_node_reruns_that_node(project, ru
     kill = copy_project(tmp_path / "speech-repro")
     settings = kill / "src/speech_repro/settings.py"
     settings.write_text(
-        "import signal\nfrom kedro.framework.hooks import hook_impl\n"
+        "import os\nimport signal\nfrom kedro.framework.hooks import hook_impl\n"
         + settings.read_text()
         + KILL_HOOK
     )

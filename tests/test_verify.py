@@ -37,7 +37,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_id(project) -> str:
-    return list_records(project / RUNS_DIR)[-1]["run_id"]
+    return list_records(project / RUNS_DIR)[-1].run_id
 
 
 def _files(project: Path) -> dict[str, str]:

@@ -1,55 +1,197 @@
-"""Every parameter key the project reads, so an unknown key in conf/ stops the run (see repro.params)."""
+"""Every parameter the project reads, one typed section each, validated before the first node.
+
+:class:`ProjectParameters` is the schema kedro-repro checks the run's parameters against (see
+:mod:`kedro_repro.params`): an unknown key or a value of the wrong type stops the run, naming
+the key and where it was set. Nodes receive each ``params:<section>`` as its type here
+(:class:`~kedro_repro.parameter_hooks.TypedParametersHook`); the run record keeps the raw values.
+
+A field without a default is one the nodes have always required; the defaults are the ones the
+nodes used when a key was left out, so a configuration means what it meant before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from kedro_repro.determinism import DeterminismPolicy
+from kedro_repro.params import ParameterSection
 from speech_repro.asr.audio import AudioPolicy
 from speech_repro.asr.augment import SpecAugmentConfig
 from speech_repro.asr.features import FeatureConfig
-from speech_repro.asr.model import ModelConfig
 from speech_repro.asr.text import TextNormalization
 
-_RANGE = {"min", "max"}
 
-PARAMETER_SCHEMA = {
-    "corpus": {
-        "seed": None,
-        "accents": None,
-        "variants": None,
-        "utterances_per_speaker": None,
-        "digits": _RANGE,
-        "zero_as_oh_probability": None,
-        "speaker_rate_wpm": _RANGE,
-        "rate_jitter_wpm": None,
-        "speaker_pitch": _RANGE,
-        "pitch_jitter": None,
-        "sample_rate": None,
-    },
-    "audio": AudioPolicy,
-    "split": {"method", "salt", "names", "fractions", "assigned"},  # assigned: {split: [speaker]}
-    "features": FeatureConfig,
-    "sharding": {"utterances_per_shard", "workers", "min_utterances_for_pool"},
-    "drift": {"max_ks", "alpha", "fail"},
-    "training": {
-        "seed": None,
-        "epochs": None,
-        "batch_size": None,
-        "learning_rate": None,
-        "weight_decay": None,
-        "warmup_fraction": None,
-        "grad_clip": None,
-        "num_workers": None,
-        "checkpoint_every_steps": None,
-        "device": None,
-        "specaugment": SpecAugmentConfig,
-        "distributed": {"world_size", "backend"},
-    },
-    "model": ModelConfig,
-    "evaluation": {"splits", "batch_size"},
-    "text": {"vocabulary": None, "normalization": TextNormalization},
-    "determinism": DeterminismPolicy,
-    "reporting": {"confidence_level": None, "bootstrap": {"replicates", "seed"}},
-    "seed_sweep": {"seeds", "confidence_level"},
-    "relock": None,  # runtime flag: `kedro run --params relock=true` accepts a changed split lock
-}
+class IntRange(ParameterSection):
+    """Inclusive bounds of a whole number."""
+
+    min: int
+    max: int
+
+
+class FloatRange(ParameterSection):
+    """Bounds of a real number."""
+
+    min: float
+    max: float
+
+
+class CorpusParams(ParameterSection):
+    """The embedded digits corpus (:func:`speech_repro.corpora.digits.plan_digit_corpus`)."""
+
+    seed: int
+    accents: list[str]
+    variants: list[str]
+    utterances_per_speaker: int
+    digits: IntRange
+    """Digits per utterance, uniform."""
+    zero_as_oh_probability: float
+    speaker_rate_wpm: FloatRange
+    rate_jitter_wpm: float
+    speaker_pitch: FloatRange
+    pitch_jitter: float
+    sample_rate: int
+
+
+class SplitParams(ParameterSection):
+    """The ``split`` parameters: how speakers are put into splits (``assign_splits``).
+
+    ``method``: ``speaker_hash`` (salted hash of the speaker id, cut at ``fractions``),
+    ``assigned`` (``assigned`` maps a split name to its speakers; unlisted speakers go to train)
+    or ``given`` (the corpus's own split column). The node refuses an unknown method, and a
+    split in ``names`` that receives no speaker (except a ``speaker_hash`` split of fraction 0).
+    """
+
+    method: str
+    salt: str = ""
+    names: tuple[str, ...] = ("train", "dev", "test")
+    fractions: dict[str, float] = Field(default_factory=dict)
+    assigned: dict[str, list[str | int] | None] = Field(default_factory=dict)
+    """``{split: [speaker]}``; ids are compared as text."""
+
+
+class ShardingParams(ParameterSection):
+    """How features are written in shards and computed by a process pool."""
+
+    utterances_per_shard: int
+    workers: int
+    min_utterances_for_pool: int
+
+
+class DriftParams(ParameterSection):
+    """Dev/test feature statistics against train's: flag (or fail) beyond ``max_ks``."""
+
+    max_ks: float
+    alpha: float
+    fail: bool
+
+
+class DistributedParams(ParameterSection):
+    """Data-parallel training: ``world_size`` processes on this machine, ``backend``."""
+
+    world_size: int = 1
+    backend: str = "auto"
+
+
+class TrainingParams(ParameterSection):
+    """The training loop's settings (:func:`speech_repro.pipelines.training.loop.fit`)."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_fraction: float
+    grad_clip: float
+    num_workers: int
+    checkpoint_every_steps: int | None = None
+    """None (or 0): at the end of every epoch only."""
+    device: str = "cpu"
+    specaugment: SpecAugmentConfig | None
+    """None (or an empty mapping): no augmentation."""
+    distributed: DistributedParams = Field(default_factory=DistributedParams)
+
+    @field_validator("specaugment", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        # The loop has always trained without augmentation for any false value ({} included).
+        return value or None
+
+    @field_validator("distributed", mode="before")
+    @classmethod
+    def _empty_is_one_process(cls, value: Any) -> Any:
+        return value or {}
+
+
+class ModelParams(ParameterSection):
+    """The tunable architecture of :class:`~speech_repro.asr.model.CTCModel`; its input and
+    output sizes come from the data (mel bands, vocabulary), not from parameters."""
+
+    conv_channels: int = 128
+    conv_kernel: int = 5
+    stride: int = 2
+    rnn_hidden: int = 128
+    rnn_layers: int = 2
+    dropout: float = 0.1
+
+
+class EvaluationParams(ParameterSection):
+    """Which splits are decoded and scored, in batches of ``batch_size``."""
+
+    splits: list[str]
+    batch_size: int
+
+
+class TextParams(ParameterSection):
+    """The character vocabulary and the normalisation training and scoring share."""
+
+    vocabulary: str
+    normalization: TextNormalization
+
+
+class BootstrapParams(ParameterSection):
+    """The speaker bootstrap of a run's WER interval."""
+
+    replicates: int
+    seed: int
+
+
+class ReportingParams(ParameterSection):
+    """Intervals in the run report."""
+
+    confidence_level: float
+    bootstrap: BootstrapParams
+
+
+class SeedSweepParams(ParameterSection):
+    """The seeds the sweep pipeline trains, and the level of the interval across them."""
+
+    seeds: list[int]
+    confidence_level: float
+
+
+class ProjectParameters(ParameterSection):
+    """All parameter sections of the project: the schema the run's parameters must fit."""
+
+    corpus: CorpusParams
+    audio: AudioPolicy = Field(default_factory=AudioPolicy)
+    split: SplitParams
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    sharding: ShardingParams
+    drift: DriftParams
+    training: TrainingParams
+    model: ModelParams = Field(default_factory=ModelParams)
+    evaluation: EvaluationParams
+    text: TextParams
+    determinism: DeterminismPolicy = Field(default_factory=DeterminismPolicy)
+    reporting: ReportingParams
+    seed_sweep: SeedSweepParams
+    relock: Any = None
+    """Runtime flag, free-form: ``kedro run --params relock=true`` accepts a changed split lock."""
+
+
+PARAMETER_SCHEMA = ProjectParameters
 
 # Fixed design choices (what the experiment *is*), recorded apart from the tunable knobs.
 DESIGN_SECTIONS = ("text", "audio", "features", "split", "determinism")

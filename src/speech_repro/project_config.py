@@ -72,6 +72,7 @@ REPRO = ReproConfig(
     determinism_section="determinism",
     # SPEECH_REPRO_RECORD=0 runs without the record, only to measure what recording costs (bench/).
     record=os.environ.get("SPEECH_REPRO_RECORD", "1") != "0",
+    rerun_pipelines=("evaluation",),  # re-evaluate a past run's model
     presentation=Presentation(
         summary_metrics={m: f"splits.{SUMMARY_SPLIT}.{m}" for m in ("wer", "cer")},
         seed="training.seed",

@@ -20,6 +20,7 @@ from kedro_repro.determinism import (
     seed_globals,
 )
 from kedro_repro.hooks import RunRecordHook
+from kedro_repro.record import RunRecord
 from kedro_repro.state import load_state, save_state
 
 
@@ -137,7 +138,8 @@ def test_apply_policy_keeps_an_explicit_cublas_config(restore_torch_settings, mo
 
 def test_warn_mode_operations_are_recorded_by_the_run_record_hook():
     hook = RunRecordHook()
-    hook.record = {"nondeterministic_operations": []}
+    # Only the list the hook appends to matters here; the rest of a record is not built.
+    hook.record = RunRecord.model_construct(nondeterministic_operations=[])
     previous = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -150,7 +152,7 @@ def test_warn_mode_operations_are_recorded_by_the_run_record_hook():
     finally:
         warnings.showwarning = hook._showwarning
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-    (operation,) = hook.record["nondeterministic_operations"]
+    (operation,) = hook.record.nondeterministic_operations
     assert "put_" in operation and "deterministic" in operation
 
 

@@ -9,11 +9,14 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 MAX_SAMPLE = 1e3  # full scale is 1.0; far beyond it is a broken float file, not loud speech
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: validated when built, unknown fields refused (parameters).
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AudioPolicy:
     """What to do with audio that is not already at the target rate and mono.
 

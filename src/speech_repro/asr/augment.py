@@ -8,12 +8,13 @@ composition, worker count or resume point.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: validated when built, unknown fields refused (parameters).
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class SpecAugmentConfig:
     """Mask counts and maximum widths (frequency bins, frames); ``p`` is the chance to augment."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torchaudio
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: validated when built, unknown fields refused (parameters).
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class FeatureConfig:
     """Log-mel settings; defaults are the usual 25 ms windows every 10 ms at 16 kHz."""
 

@@ -5,14 +5,17 @@ Readable in one sitting: features (B, T, F) -> log-probabilities (B, T/stride, v
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from torch import nn
 from torch.nn import functional as F
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: validated when built, unknown fields refused (parameters).
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ModelConfig:
     """Architecture of :class:`CTCModel`; stored with the weights so a model reloads on its own."""
 

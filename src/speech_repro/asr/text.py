@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 BLANK = "<blank>"
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: validated when built, unknown fields refused (parameters).
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TextNormalization:
     """How transcripts and hypotheses are normalised before training and before scoring."""
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from kedro_repro.cli.common import echo_json, json_option, project_of, runs_dir_of
-from kedro_repro.record import read_record
+from kedro_repro.record import load_run
 from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
 
 
@@ -16,7 +16,7 @@ def recorded_hypotheses(project: Path, run_id: str, split: str) -> tuple[list[st
     """The ``split`` hypotheses of every model a run scored: one, or one per seed of a sweep."""
     from kedro_repro.rerun import load_recorded_many
 
-    ledger = read_record(runs_dir_of(project), run_id)["ledger"]
+    ledger = load_run(runs_dir_of(project), run_id).ledger
     names = sorted(n for n in ledger if n == HYPOTHESES or n.endswith(f".{HYPOTHESES}"))
     if not names:
         raise click.ClickException(f"run {run_id} scored no model (no {HYPOTHESES} in its ledger)")

@@ -71,13 +71,13 @@ def bundle_owner(project: Path, path: Path, env: str | None) -> str | None:
     relative = target.relative_to(root).as_posix()
     saved: dict[str, str] = {}  # dataset -> a run that saved it
     for record in list_records(root / RUNS_DIR):
-        for dataset, entry in record["ledger"].items():
-            saved.setdefault(dataset, record["run_id"])
-            if relative in entry.get("files", {}):
-                return f"dataset {dataset} of run {record['run_id']}"
-        for dataset, section in (record.get("checkpoints") or {}).items():
-            if relative in {f"{section['directory']}/{name}" for name in section["files"]}:
-                return f"a checkpoint ({dataset}) of run {record['run_id']}"
+        for dataset, entry in record.ledger.items():
+            saved.setdefault(dataset, record.run_id)
+            if relative in entry.files:
+                return f"dataset {dataset} of run {record.run_id}"
+        for dataset, section in record.checkpoints.items():
+            if relative in {f"{section.directory}/{name}" for name in section.files}:
+                return f"a checkpoint ({dataset}) of run {record.run_id}"
     prefixes = [Path(relative), *Path(relative).parents][:-1]  # never '.' (the project)
     for dataset, location in dataset_locations(root, catalog_config(root, env)).items():
         # A dataset factory's location has placeholders ({seed}): any value matches.

@@ -71,7 +71,7 @@ def working_tree_patch(project: Path) -> bytes | None:
     return b"".join(parts)
 
 
-def capture_code(project: Path, bundle: Path) -> dict[str, Any]:
+def capture_code(project: Path, bundle: Path) -> CodeSnapshot:
     """Store the code snapshot of ``project`` under ``bundle/code``; returns the record section."""
     project = Path(project)
     files: dict[str, str] = {}
@@ -92,7 +92,7 @@ def capture_code(project: Path, bundle: Path) -> dict[str, Any]:
     }
     if commit is None:
         section["patch_missing_reason"] = "not a git checkout: the code cannot be restored"
-        return section
+        return CodeSnapshot.model_validate(section)
     prefix = _git(project, "rev-parse", "--show-prefix")
     section["prefix"] = (prefix or b"").decode().strip().rstrip("/")
     patch = working_tree_patch(project)
@@ -110,7 +110,7 @@ def capture_code(project: Path, bundle: Path) -> dict[str, Any]:
             atomic_write_bytes(bundle / PATCH_FILE, patch)
             section["patch"] = PATCH_FILE
             files[PATCH_FILE] = bytes_digest(patch)
-    return section
+    return CodeSnapshot.model_validate(section)
 
 
 def restore_code(project: Path, bundle: Path, code: CodeSnapshot, workdir: Path) -> None:

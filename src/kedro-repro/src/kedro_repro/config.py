@@ -89,14 +89,19 @@ class ReproConfig:
     """A table read before a replay (with the run's parameters) whose ``key -> value`` is
     compared with the run's data snapshot, so changed data is named before anything runs."""
     parameter_schema: Any = None
-    """Every parameter key the project reads (see :mod:`.params`); an unknown key stops a run.
-    None: parameters are not checked."""
+    """Every parameter the project reads (see :mod:`.params`): a pydantic model of all sections
+    (each a :class:`~.params.ParameterSection`), or the older mapping of accepted keys. An
+    unknown key (with a model, also a mistyped value) stops a run before its first node; with a
+    model, nodes receive each ``params:<section>`` as that section's type. None: parameters are
+    not checked."""
     determinism_section: str | None = "determinism"
     """The parameter section holding a :class:`~.determinism.DeterminismPolicy`, applied before
     the first node when present (it needs torch)."""
     record: bool = True
     """Write run records (off only to measure what recording costs)."""
     presentation: Presentation = Presentation()
+    rerun_pipelines: tuple[str, ...] = ("__default__",)
+    """What ``kedro repro run --from-run`` runs unless told (e.g. the evaluation of a model)."""
 
     @property
     def namespace(self) -> str:

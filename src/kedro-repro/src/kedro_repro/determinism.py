@@ -12,11 +12,12 @@ import hashlib
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 
 def derive_seed(master_seed: int, *keys: object) -> int:
@@ -108,7 +109,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@dataclass(frozen=True)
+# A pydantic dataclass: validated when built, unknown fields refused (parameters).
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class DeterminismPolicy:
     """Process-wide numerical settings that decide whether two runs produce the same bits.
 

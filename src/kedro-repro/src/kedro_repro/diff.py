@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kedro_repro.record import SNAPSHOT_FILE
+from kedro_repro.record import SNAPSHOT_FILE, Environment, RunRecord
 
 THREAD_KEYS = ("num_threads", "num_interop_threads", "deterministic_algorithms", "cpu_capability")
 """The torch section's fields that decide CPU results besides the packages."""
@@ -37,41 +37,39 @@ def read_snapshot(runs_dir: Path, run_id: str) -> dict[str, str]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _threads(environment: dict[str, Any]) -> dict[str, Any]:
-    torch_section = environment.get("torch") or {}
-    return {k: torch_section.get(k) for k in THREAD_KEYS} | (
-        environment.get("determinism_env") or {}
-    )
+def _threads(environment: Environment) -> dict[str, Any]:
+    torch_section = environment.torch or {}  # None: torch was not imported by the run
+    return {k: torch_section.get(k) for k in THREAD_KEYS} | environment.determinism_env
 
 
 def diff_records(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: RunRecord,
+    b: RunRecord,
     snapshot_a: dict[str, str] | None = None,
     snapshot_b: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Only what differs between records ``a`` and ``b``, grouped; the data group compares
     their snapshots (see :func:`read_snapshot`) and says whether both runs recorded one."""
-    ea, eb = a["environment"], b["environment"]
+    ea, eb = a.environment, b.environment
     sa, sb = snapshot_a or {}, snapshot_b or {}
     metrics = {}
-    for key, (x, y) in changes(a.get("metrics") or {}, b.get("metrics") or {}).items():
+    for key, (x, y) in changes(a.metrics or {}, b.metrics or {}).items():
         delta = y - x if isinstance(x, int | float) and isinstance(y, int | float) else None
         metrics[key] = {"a": x, "b": y, "delta": delta}
     return {
         "parameters": changes(
-            a["parameters"]["design"] | a["parameters"]["tunable"],
-            b["parameters"]["design"] | b["parameters"]["tunable"],
+            a.parameters.design | a.parameters.tunable,
+            b.parameters.design | b.parameters.tunable,
         ),
         "code": changes(
-            {"git": ea.get("git"), "lock_files": ea.get("lock_files")},
-            {"git": eb.get("git"), "lock_files": eb.get("lock_files")},
+            {"git": ea.git, "lock_files": ea.lock_files},
+            {"git": eb.git, "lock_files": eb.lock_files},
         ),
         "environment": {
-            "packages": changes(ea.get("packages", {}), eb.get("packages", {})),
-            "hardware": changes(ea.get("hardware", {}), eb.get("hardware", {})),
+            "packages": changes(ea.packages, eb.packages),
+            "hardware": changes(ea.hardware, eb.hardware),
             "threads": changes(_threads(ea), _threads(eb)),
-            "python": changes(ea.get("python", {}), eb.get("python", {})),
+            "python": changes(ea.python, eb.python),
         },
         "data": {
             "recorded": bool(sa) and bool(sb),  # a run that did not prepare data has no snapshot
@@ -80,15 +78,15 @@ def diff_records(
             "changed": sorted(k for k in sa.keys() & sb.keys() if sa[k] != sb[k]),
         },
         "ledger": {
-            name: [a["ledger"][name]["digest"], b["ledger"][name]["digest"]]
-            for name in sorted(a["ledger"].keys() & b["ledger"].keys())
-            if a["ledger"][name]["digest"] != b["ledger"][name]["digest"]
+            name: [a.ledger[name].digest, b.ledger[name].digest]
+            for name in sorted(a.ledger.keys() & b.ledger.keys())
+            if a.ledger[name].digest != b.ledger[name].digest
         },
         "metrics": metrics,
     }
 
 
-def explain_divergence(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def explain_divergence(old: RunRecord, new: RunRecord) -> dict[str, Any]:
     """The differences that can explain a replay's divergence: parameters, code, environment.
 
     A replay's copy is no git checkout, so git fields are not compared (they would all differ);

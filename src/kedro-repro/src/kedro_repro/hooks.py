@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
@@ -31,13 +31,23 @@ from kedro_repro.record import (
     RECORD_FILE,
     SCHEMA_VERSION,
     SNAPSHOT_FILE,
+    CheckpointSection,
+    DataSnapshot,
+    Environment,
+    InputEntry,
+    LedgerEntry,
+    NodeEntry,
+    ParametersSection,
+    ProcessSection,
+    RunOptions,
+    RunRecord,
     is_run_id,
     write_json,
+    write_record,
 )
 from kedro_repro.redaction import (
     redact_command,
     redact_logging,
-    redact_record,
     redact_text,
     redact_value,
 )
@@ -83,7 +93,7 @@ class RunRecordHook:
         self._reset()
 
     def _reset(self) -> None:
-        self.record: dict[str, Any] | None = None
+        self.record: RunRecord | None = None
         self._catalog: Any = None
         self._free_inputs: set[str] = set()
         self._pinned: dict[str, str] = {}
@@ -95,13 +105,13 @@ class RunRecordHook:
     @property
     def _dir(self) -> Path:
         assert self.record is not None
-        return self._project / self.runs_dir / self.record["run_id"]
+        return self._project / self.runs_dir / self.record.run_id
 
     def _write(self) -> None:
         if self.record is not None:
-            # Every string once more, by shape and by name where users name things: nothing
-            # a hook or node put in the record (warnings, metrics, errors) is written verbatim.
-            write_json(self._dir / RECORD_FILE, redact_record(self.record))
+            # write_record redacts every string once more, by shape and by name where users
+            # name things: nothing a hook or node put in the record is written verbatim.
+            write_record(self._dir / RECORD_FILE, self.record)
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -135,44 +145,42 @@ class RunRecordHook:
         design = {k: v for k, v in params.items() if k in self.design_sections}
         tunable = {k: v for k, v in params.items() if k not in self.design_sections}
         self._started = time.time()
-        self.record = {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_id,
-            "status": "running",
-            "started_at": _now(),
-            "finished_at": None,
-            "duration_seconds": None,
-            "pid": os.getpid(),
-            "hostname": os.uname().nodename,
+        self.record = RunRecord(
+            schema_version=SCHEMA_VERSION,
+            run_id=run_id,
+            status="running",
+            started_at=_now(),
+            finished_at=None,
+            duration_seconds=None,
+            pid=os.getpid(),
+            hostname=os.uname().nodename,
             # Host, pid and start time: `repro resume` refuses a run whose process still runs.
-            "process": current_process().to_dict(),
-            "command": redact_command(sys.argv),
-            "pipelines": run_params.get("pipeline_names") or ["__default__"],
-            "env": run_params.get("env"),
-            "runner": runner,
-            "run_options": _redacted_json({k: run_params.get(k) for k in RUN_OPTIONS}),
-            "load_versions": pinned,
-            "resumed_from": pinned.get(self.resume_dataset) if self.resume_dataset else None,
-            "parameters": {
-                "design": design,
-                "tunable": tunable,
-                "design_digest": json_digest(design),
-                "tunable_digest": json_digest(tunable),
-                "digest": json_digest(params),
-            },
-            "seeds": dict(_seeds(params)),
-            "environment": capture_environment(self._project, self.config.environment),
-            "code": None,
-            "inputs": {},
-            "ledger": {},
-            "nodes": {},
-            "checkpoints": {},
-            "nondeterministic_operations": [],
-            "metrics": None,
-            "data_snapshot": None,
-            "error": None,
-        }
-        self.record["code"] = capture_code(self._project, self._dir)
+            process=ProcessSection(**current_process().to_dict()),
+            command=redact_command(sys.argv),
+            pipelines=run_params.get("pipeline_names") or ["__default__"],
+            env=run_params.get("env"),
+            runner=runner,
+            run_options=RunOptions(**_redacted_json({k: run_params.get(k) for k in RUN_OPTIONS})),
+            load_versions=pinned,
+            resumed_from=pinned.get(self.resume_dataset) if self.resume_dataset else None,
+            parameters=ParametersSection(
+                design=design,
+                tunable=tunable,
+                design_digest=json_digest(design),
+                tunable_digest=json_digest(tunable),
+                digest=json_digest(params),
+            ),
+            seeds=dict(_seeds(params)),
+            environment=Environment(**capture_environment(self._project, self.config.environment)),
+            inputs={},
+            ledger={},
+            nodes={},
+            nondeterministic_operations=[],
+            metrics=None,
+            data_snapshot=None,
+            error=None,
+        )
+        self.record.code = capture_code(self._project, self._dir)
         self._capture_warnings()
         self._write()
 
@@ -182,7 +190,7 @@ class RunRecordHook:
             if (
                 self.record is None
                 or dataset_name not in self._free_inputs
-                or dataset_name in self.record["inputs"]
+                or dataset_name in self.record.inputs
             ):
                 return
             if hasattr(data, "digests") and hasattr(data, "resume_from"):  # a checkpoint store
@@ -190,11 +198,11 @@ class RunRecordHook:
                 if data.resume_from is None:
                     return  # a fresh store: the run read nothing from another run
             pinned = self._pinned.get(dataset_name)
-            self.record["inputs"][dataset_name] = {
-                "version": pinned or _resolved_load_version(self._catalog, dataset_name),
-                "digest": content_digest(data, self._project),
-                "run": pinned if pinned and is_run_id(pinned) else None,
-            }
+            self.record.inputs[dataset_name] = InputEntry(
+                version=pinned or _resolved_load_version(self._catalog, dataset_name),
+                digest=content_digest(data, self._project),
+                run=pinned if pinned and is_run_id(pinned) else None,
+            )
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
@@ -208,35 +216,36 @@ class RunRecordHook:
             if isinstance(data, Iterator):  # a stream the dataset consumed: digest what was stored
                 data = self._catalog.load(dataset_name)
             dataset = _dataset(self._catalog, dataset_name)
-            version = self.record["run_id"] if _is_versioned(dataset) else None
+            record = self.record
+            version = record.run_id if _is_versioned(dataset) else None
             try:
                 digest = content_digest(data, self._project)
             except TypeError as error:
                 raise TypeError(f"dataset {dataset_name!r}: {error}") from None
-            self.record["ledger"][dataset_name] = {
-                "node": node.name,
-                "version": version,
-                "digest": digest,
-                "files": stored_files(dataset, version, self._project),
-            }
-            if self.metrics_dataset is not None and dataset_name == self.metrics_dataset:
-                self.record["metrics"] = data
-            entry = self.record["nodes"].setdefault(
-                node.name, {"seconds": None, "outputs": sorted(node.outputs), "complete": False}
+            record.ledger[dataset_name] = LedgerEntry(
+                node=node.name,
+                version=version,
+                digest=digest,
+                files=stored_files(dataset, version, self._project),
             )
+            if self.metrics_dataset is not None and dataset_name == self.metrics_dataset:
+                record.metrics = data
+            entry = record.nodes.get(node.name)
+            if entry is None:
+                entry = record.nodes[node.name] = NodeEntry(
+                    outputs=sorted(node.outputs), complete=False
+                )
             if node.name in self._node_started:  # streamed outputs are computed while saved
-                entry["seconds"] = round(time.perf_counter() - self._node_started[node.name], 3)
-            entry["complete"] = set(node.outputs) <= self.record["ledger"].keys()
+                entry.seconds = round(time.perf_counter() - self._node_started[node.name], 3)
+            entry.complete = set(node.outputs) <= record.ledger.keys()
             if self.snapshot is not None and dataset_name == self.snapshot.dataset:
                 snapshot = dict(
                     zip(data[self.snapshot.key], data[self.snapshot.value], strict=True)
                 )
                 write_json(self._dir / SNAPSHOT_FILE, snapshot)
-                self.record["data_snapshot"] = {
-                    "file": SNAPSHOT_FILE,
-                    "items": len(snapshot),
-                    "digest": json_digest(snapshot),
-                }
+                record.data_snapshot = DataSnapshot(
+                    file=SNAPSHOT_FILE, items=len(snapshot), digest=json_digest(snapshot)
+                )
             self._write()
 
     @hook_impl
@@ -246,14 +255,14 @@ class RunRecordHook:
             if self.record is None:
                 return
             started = self._node_started.get(node.name, time.perf_counter())
-            self.record["nodes"][node.name] = {
-                "seconds": round(time.perf_counter() - started, 3),
-                "outputs": sorted(node.outputs),
-                "complete": not node.outputs,
-            }
+            self.record.nodes[node.name] = NodeEntry(
+                seconds=round(time.perf_counter() - started, 3),
+                outputs=sorted(node.outputs),
+                complete=not node.outputs,
+            )
             for name in inputs:
                 if name in self._stores:
-                    self.record["checkpoints"][name] = _checkpoint_section(
+                    self.record.checkpoints[name] = _checkpoint_section(
                         self._stores[name], self._project
                     )
             self._write()
@@ -265,30 +274,29 @@ class RunRecordHook:
     @hook_impl
     def on_pipeline_error(self, error: Exception) -> None:
         if self.record is not None:
-            self.record["error"] = redact_text(f"{type(error).__name__}: {error}")[:4000]
+            self.record.error = redact_text(f"{type(error).__name__}: {error}")[:4000]
         self._finish("crashed")
 
-    def _finish(self, status: str) -> None:
+    def _finish(self, status: Literal["complete", "crashed"]) -> None:
         with self._lock:
             if self.record is None:
                 return
             if self._showwarning is not None:
                 warnings.showwarning = self._showwarning
-            self.record.update(
-                status=status,
-                finished_at=_now(),
-                duration_seconds=round(time.time() - self._started, 3),
-            )
+            self.record.status = status
+            self.record.finished_at = _now()
+            self.record.duration_seconds = round(time.time() - self._started, 3)
             self._write()
             runlog.append(
-                self._project / self.runs_dir, self.record["run_id"], self._dir / RECORD_FILE
+                self._project / self.runs_dir, self.record.run_id, self._dir / RECORD_FILE
             )
             self._reset()
 
     def _capture_warnings(self) -> None:
         """Record every 'no deterministic implementation' warning (determinism mode 'warn')."""
         original = warnings.showwarning
-        operations = self.record["nondeterministic_operations"] if self.record else []
+        # The record's own list: a warning met later lands in the record written next.
+        operations = self.record.nondeterministic_operations if self.record else []
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
             text = str(message)
@@ -328,15 +336,15 @@ def _project_relative(path: Path, project: Path) -> str:
     return path.as_posix()
 
 
-def _checkpoint_section(store: Any, project: Path) -> dict[str, Any]:
-    return {
-        "directory": _project_relative(Path(store.directory), project),
-        "files": dict(store.digests()),
-        "skipped": [
+def _checkpoint_section(store: Any, project: Path) -> CheckpointSection:
+    return CheckpointSection(
+        directory=_project_relative(Path(store.directory), project),
+        files=dict(store.digests()),
+        skipped=[
             f"{_project_relative(Path(path), project)}: {reason}"
             for path, reason in getattr(store, "skipped", [])
         ],
-    }
+    )
 
 
 def stored_files(dataset: Any, version: str | None, project: Path) -> dict[str, str]:

@@ -33,10 +33,10 @@ name>:``, which the caller passes from its :class:`~kedro_repro.config.ReproConf
 - the bundle's ``record.json`` and data snapshot: entities the run generated.
 
 The record does not list each node's inputs; callers pass the pipeline's structure as
-``node_io`` (a record that does list ``inputs`` per node takes precedence). Without it, only the
-run's inputs and each node's outputs are known, and no derivations are stated.
+``node_io``. Without it, only the run's inputs and each node's outputs are known, and no
+derivations are stated.
 
-Every string of the record goes through :func:`kedro_repro.redaction.redact_record`
+Every string of the record goes through :func:`kedro_repro.record.redacted`
 first (credentials by shape everywhere; parameters, run options and environment variables by
 name too), so an export never carries a secret, even from a record written before redaction.
 
@@ -59,8 +59,14 @@ from typing import Any
 from prov.model import ProvDocument, QualifiedName
 
 from kedro_repro.hashing import digest_hex, file_digest
-from kedro_repro.record import RECORD_FILE
-from kedro_repro.redaction import redact_record
+from kedro_repro.record import (
+    RECORD_FILE,
+    Environment,
+    InputEntry,
+    LedgerEntry,
+    RunRecord,
+    redacted,
+)
 from kedro_repro.session import RUNS_DIR
 
 PROJECT_PREFIX = "srepro"
@@ -206,15 +212,15 @@ class _Document:
 
 
 def to_prov_json(
-    record: Mapping[str, Any],
+    record: RunRecord,
     run_dir: str | Path | None = None,
     *,
     node_io: NodeIO | None = None,
     locations: Mapping[str, str] | None = None,
     namespace: str = DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
-    """The PROV-JSON document of a run ``record`` (the dict of its ``record.json``), as ``prov``
-    serialises :func:`to_prov_document`'s document."""
+    """The PROV-JSON document of a run ``record``, as ``prov`` serialises
+    :func:`to_prov_document`'s document."""
     document = to_prov_document(
         record, run_dir, node_io=node_io, locations=locations, namespace=namespace
     )
@@ -222,14 +228,14 @@ def to_prov_json(
 
 
 def to_prov_document(
-    record: Mapping[str, Any],
+    record: RunRecord,
     run_dir: str | Path | None = None,
     *,
     node_io: NodeIO | None = None,
     locations: Mapping[str, str] | None = None,
     namespace: str = DEFAULT_NAMESPACE,
 ) -> ProvDocument:
-    """The PROV document of a run ``record`` (the dict of its ``record.json``).
+    """The PROV document of a run ``record``.
 
     Secrets in ``record`` are redacted first (see the module docstring). ``run_dir`` is the
     run's bundle; when given, the digest of its ``record.json`` is included. ``node_io`` lists
@@ -239,11 +245,10 @@ def to_prov_document(
     identifiers live under (the project's ``ReproConfig.namespace``).
     """
     # Redacted here, so no caller can export a secret, even from a record older than redaction.
-    record = redact_record(record)
+    record = redacted(record)
     doc = _Document()
-    run_id = record["run_id"]
+    run_id = record.run_id
     run = _local("run", run_id)
-    environment = record.get("environment") or {}
     doc.add(
         "activity",
         run,
@@ -251,36 +256,34 @@ def to_prov_document(
             "prov:type": _qname(f"{PROJECT_PREFIX}:Run"),
             "prov:label": f"run {run_id}",
             # Record times are UTC ISO 8601 with an offset, which is xsd:dateTime as written.
-            "prov:startTime": record.get("started_at"),
-            "prov:endTime": record.get("finished_at"),
+            "prov:startTime": record.started_at,
+            "prov:endTime": record.finished_at,
             "srepro:runId": run_id,
-            "srepro:status": record.get("status"),
-            "srepro:error": record.get("error"),
-            "srepro:command": " ".join(record.get("command") or []) or None,
-            "srepro:pipeline": list(record.get("pipelines") or []),
-            "srepro:kedroEnvironment": record.get("env"),
-            "srepro:runOptions": record.get("run_options"),
-            "srepro:loadVersions": record.get("load_versions") or None,
-            "srepro:durationSeconds": record.get("duration_seconds"),
-            "srepro:recordSchemaVersion": record.get("schema_version"),
-            "srepro:nondeterministicOperation": list(
-                record.get("nondeterministic_operations") or []
-            ),
+            "srepro:status": record.status,
+            "srepro:error": record.error,
+            "srepro:command": " ".join(record.command) or None,
+            "srepro:pipeline": list(record.pipelines),
+            "srepro:kedroEnvironment": record.env,
+            "srepro:runOptions": record.run_options.model_dump(mode="json"),
+            "srepro:loadVersions": record.load_versions or None,
+            "srepro:durationSeconds": record.duration_seconds,
+            "srepro:recordSchemaVersion": record.schema_version,
+            "srepro:nondeterministicOperation": list(record.nondeterministic_operations),
         },
     )
-    if record.get("resumed_from"):
+    if record.resumed_from:
         previous = doc.add(
             "activity",
-            _local("run", record["resumed_from"]),
+            _local("run", record.resumed_from),
             {
                 "prov:type": _qname(f"{PROJECT_PREFIX}:Run"),
-                "srepro:runId": record["resumed_from"],
+                "srepro:runId": record.resumed_from,
             },
         )
         # The resumed run continues from what the earlier one saved (checkpoints, outputs).
         doc.relate("wasInformedBy", informed=run, informant=previous)
 
-    _agents(doc, run, run_id, record, environment)
+    _agents(doc, run, run_id, record)
     parameters = _parameters(doc, run, record)
     _bundle_files(doc, run, run_id, record, run_dir)
     _datasets(doc, run, run_id, record, parameters, node_io, locations or {})
@@ -291,15 +294,16 @@ def _agents(
     doc: _Document,
     run: str,
     run_id: str,
-    record: Mapping[str, Any],
-    environment: Mapping[str, Any],
+    record: RunRecord,
 ) -> None:
     """The code, runtime and host the run was associated with, and the lock files it used."""
-    git = environment.get("git") or {}
-    python = environment.get("python") or {}
-    torch = environment.get("torch") or {}
-    hardware = environment.get("hardware") or {}
-    packages = environment.get("packages") or {}
+    environment: Environment = record.environment
+    # Free-form sections (what git, Python, torch and the hardware could tell): read by key.
+    git = environment.git or {}
+    python = environment.python
+    torch = environment.torch or {}
+    hardware = environment.hardware
+    packages = environment.packages
     # Agents are scoped to the run: the same commit may be dirty in one run and clean in another,
     # and the same host name may carry other hardware; the commit and host name stay queryable.
     agents = {
@@ -324,13 +328,13 @@ def _agents(
                 for key, value in torch.items()
                 if isinstance(value, str | int | float | bool)
             },
-            "srepro:determinismEnvironment": environment.get("determinism_env"),
-            "srepro:environmentVariables": environment.get("environment_variables"),
+            "srepro:determinismEnvironment": environment.determinism_env,
+            "srepro:environmentVariables": environment.environment_variables,
         },
         "host": {
             "prov:type": _qname(f"{PROJECT_PREFIX}:Machine"),
-            "prov:label": record.get("hostname") or environment.get("hostname"),
-            "srepro:hostname": record.get("hostname") or environment.get("hostname"),
+            "prov:label": record.hostname or environment.hostname,
+            "srepro:hostname": record.hostname or environment.hostname,
             "srepro:os": hardware.get("os"),
             "srepro:kernel": hardware.get("kernel"),
             "srepro:machine": hardware.get("machine"),
@@ -351,7 +355,7 @@ def _agents(
             agent=agent,
             role=_qname(f"{PROJECT_PREFIX}:{role}"),
         )
-    for name, digest in sorted((environment.get("lock_files") or {}).items()):
+    for name, digest in sorted(environment.lock_files.items()):
         if not digest:
             continue
         # Content-addressed: runs with the same lock file name the same entity.
@@ -368,23 +372,23 @@ def _agents(
         doc.relate("used", activity=run, entity=lock)
 
 
-def _parameters(doc: _Document, run: str, record: Mapping[str, Any]) -> str:
+def _parameters(doc: _Document, run: str, record: RunRecord) -> str:
     """The parameters entity (content-addressed), used by the run; returns its id."""
-    recorded = record["parameters"]
-    values = {**recorded.get("design", {}), **recorded.get("tunable", {})}
+    recorded = record.parameters
+    values = {**recorded.design, **recorded.tunable}
     parameters = doc.add(
         "entity",
-        _local("parameters", _hex(recorded["digest"])),
+        _local("parameters", _hex(recorded.digest)),
         {
             "prov:type": _qname(f"{PROJECT_PREFIX}:Parameters"),
             "prov:label": "parameters",
             # The canonical JSON hashes to srepro:contentDigest, so a reader can check it.
             "prov:value": _canonical(values),
-            "srepro:contentDigest": recorded["digest"],
-            "srepro:designDigest": recorded.get("design_digest"),
-            "srepro:tunableDigest": recorded.get("tunable_digest"),
-            "srepro:designSection": sorted(recorded.get("design", {})),
-            "srepro:seed": [f"{k}={v}" for k, v in (record.get("seeds") or {}).items()],
+            "srepro:contentDigest": recorded.digest,
+            "srepro:designDigest": recorded.design_digest,
+            "srepro:tunableDigest": recorded.tunable_digest,
+            "srepro:designSection": sorted(recorded.design),
+            "srepro:seed": [f"{k}={v}" for k, v in record.seeds.items()],
         },
     )
     doc.relate("used", activity=run, entity=parameters)
@@ -395,21 +399,21 @@ def _bundle_files(
     doc: _Document,
     run: str,
     run_id: str,
-    record: Mapping[str, Any],
+    record: RunRecord,
     run_dir: str | Path | None,
 ) -> None:
     """The data snapshot and the record: files of the run's bundle, generated by the run."""
-    snapshot = record.get("data_snapshot")
-    if snapshot:
+    snapshot = record.data_snapshot
+    if snapshot is not None:
         entity = doc.add(
             "entity",
             _local("run", run_id, "data_snapshot"),
             {
                 "prov:type": _qname(f"{PROJECT_PREFIX}:DataSnapshot"),
                 "prov:label": "data snapshot",
-                "prov:atLocation": f"{RUNS_DIR}/{run_id}/{snapshot.get('file')}",
-                "srepro:contentDigest": snapshot.get("digest"),
-                "srepro:items": snapshot.get("items"),
+                "prov:atLocation": f"{RUNS_DIR}/{run_id}/{snapshot.file}",
+                "srepro:contentDigest": snapshot.digest,
+                "srepro:items": snapshot.items,
             },
         )
         doc.relate("wasGeneratedBy", entity=entity, activity=run)
@@ -429,9 +433,9 @@ def _bundle_files(
 
 
 def _dataset_entity(
-    doc: _Document, name: str, entry: Mapping[str, Any], locations: Mapping[str, str]
+    doc: _Document, name: str, entry: LedgerEntry | InputEntry, locations: Mapping[str, str]
 ) -> str:
-    version, digest = entry.get("version"), entry["digest"]
+    version, digest = entry.version, entry.digest
     location = locations.get(name)
     if location and version:
         location = f"{location}/{version}/{Path(location).name}"
@@ -453,30 +457,28 @@ def _datasets(
     doc: _Document,
     run: str,
     run_id: str,
-    record: Mapping[str, Any],
+    record: RunRecord,
     parameters: str,
     node_io: NodeIO | None,
     locations: Mapping[str, str],
 ) -> None:
     """Node activities, dataset entities, and usage, generation, derivation and data flow."""
-    recorded_nodes: Mapping[str, Any] = record.get("nodes") or {}
-    ledger: Mapping[str, Any] = record.get("ledger") or {}
+    recorded_nodes = record.nodes
+    ledger = record.ledger
     # A pipeline structure taken from code that has changed since the run could misstate what a
     # node read: a node's inputs are used only if it still declares every output it recorded.
     inputs_of = {
         name: list(inputs)
         for name, inputs, outputs in node_io or ()
-        if {d for d, e in ledger.items() if e["node"] == name} <= set(outputs)
+        if {d for d, e in ledger.items() if e.node == name} <= set(outputs)
     }
 
     # Execution order is the order nodes finished in (the record is a JSON object written as
     # they complete); nodes only named by the ledger (a crash while saving) come last.
-    order = list(recorded_nodes) + sorted(
-        {e["node"] for e in ledger.values()} - set(recorded_nodes)
-    )
+    order = list(recorded_nodes) + sorted({e.node for e in ledger.values()} - set(recorded_nodes))
     nodes: dict[str, str] = {}
     for index, name in enumerate(order):
-        info = recorded_nodes.get(name) or {}
+        info = recorded_nodes.get(name)
         nodes[name] = doc.add(
             "activity",
             _local("run", run_id, "node", name),
@@ -486,7 +488,7 @@ def _datasets(
                 "dcterms:isPartOf": _qname(run),
                 "srepro:node": name,
                 "srepro:executionIndex": index if name in recorded_nodes else None,
-                "srepro:durationSeconds": info.get("seconds"),
+                "srepro:durationSeconds": info.seconds if info is not None else None,
             },
         )
         doc.relate("wasStartedBy", activity=nodes[name], starter=run)
@@ -494,18 +496,18 @@ def _datasets(
     generated: dict[str, tuple[str, str]] = {}  # dataset -> (entity, generating node)
     for name, entry in ledger.items():
         entity = _dataset_entity(doc, name, entry, locations)
-        generated[name] = (entity, entry["node"])
-        doc.relate("wasGeneratedBy", entity=entity, activity=nodes[entry["node"]])
+        generated[name] = (entity, entry.node)
+        doc.relate("wasGeneratedBy", entity=entity, activity=nodes[entry.node])
 
     loaded: dict[str, str] = {}
-    for name, entry in (record.get("inputs") or {}).items():
+    for name, input_entry in record.inputs.items():
         if name in generated:
             continue
-        loaded[name] = _dataset_entity(doc, name, entry, locations)
+        loaded[name] = _dataset_entity(doc, name, input_entry, locations)
         doc.relate("used", activity=run, entity=loaded[name])
 
     for node, activity in nodes.items():
-        names = (recorded_nodes.get(node) or {}).get("inputs", inputs_of.get(node))
+        names = inputs_of.get(node)
         if names is None:
             continue
         used: set[str] = set()

@@ -4,10 +4,24 @@ It lives at ``data/09_runs/<run id>/record.json`` beside the run's data snapshot
 snapshot. It is written when the run starts, after every node and when the run ends, so a crashed
 run still leaves an honest partial record.
 
+This module is the record's only writer and reader: :class:`~kedro_repro.hooks.RunRecordHook`
+builds a :class:`RunRecord` and hands it to :func:`write_record`; every reader gets a
+:class:`RunRecord` back (:func:`load_run`, :func:`list_records`, :func:`scan_records`) and reads
+it by attribute. Only where the JSON document itself matters (``show --json``) is it read raw,
+through :func:`record_document`.
+
 A record read back is data from disk, possibly from someone else: :class:`RunRecord` parses it
 strictly (unknown fields, malformed run ids, environment names that are paths, digests that are
 not digests are refused with the field named), so nothing downstream ever builds a path, a
 command or a configuration from an unchecked string.
+
+Schema versions: this kedro-repro writes :data:`SCHEMA_VERSION` and reads
+:data:`READABLE_VERSIONS`. A version 1 record is migrated on read (:func:`migrate`): the
+sections version 2 added get the values that say "not recorded" (no stored-file digests, every
+recorded node complete, no code snapshot, no checkpoints, no runner, no process section), and
+its ``schema_version`` stays 1, so readers still know which claims it cannot make (it has no
+stored-file digests to check, and it predates the runs log's seals). A record of any other
+version (a newer kedro-repro's) is refused, naming the version found and the ones read here.
 """
 
 from __future__ import annotations
@@ -21,11 +35,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from kedro_repro.atomic import atomic_open
 from kedro_repro.processes import Liveness, ProcessIdentity, liveness
+from kedro_repro.redaction import redact_record
 
 RUNS_DIR = "data/09_runs"
 """Where run bundles live, relative to the project."""
 SCHEMA_VERSION = 2
 """2 added stored-file digests, node completion, the code snapshot and checkpoint digests."""
+READABLE_VERSIONS = (1, 2)
+"""The schema versions this kedro-repro reads (1 is migrated on read, see :func:`migrate`)."""
 RECORD_FILE = "record.json"
 SNAPSHOT_FILE = "data_snapshot.json"
 CODE_DIR = "code"
@@ -196,25 +213,78 @@ class RunRecord(_Strict):
     parameters: ParametersSection
     seeds: dict[str, Any]
     environment: Environment
+    # Fields in the order record.json has always listed them: the model dumps in this order.
+    code: CodeSnapshot | None = None
     inputs: dict[Name, InputEntry]
     ledger: dict[Name, LedgerEntry]
     nodes: dict[Name, NodeEntry]
+    checkpoints: dict[Name, CheckpointSection] = {}
     nondeterministic_operations: list[str]
     metrics: dict[str, Any] | None
     data_snapshot: DataSnapshot | None
-    code: CodeSnapshot | None = None
-    checkpoints: dict[Name, CheckpointSection] = {}
     error: str | None
+
+    def process_identity(self) -> ProcessIdentity:
+        """The process that ran the run: its ``process`` section, or (records from before it)
+        host and pid alone."""
+        if self.process is not None:
+            return self.process.identity()
+        return ProcessIdentity(self.hostname, self.pid, None)
 
     def completed_nodes(self) -> set[str]:
         """Nodes whose every output was saved (a node killed between two saves is not here)."""
         return {name for name, node in self.nodes.items() if node.complete}
 
 
+def migrate(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a version 1 ``document`` with what version 2 added filled in as "not recorded".
+
+    Ledger entries get no stored-file digests (``files: {}``), recorded nodes count as complete
+    (version 1 did not track completion: resuming such a record always assumed it), and the code
+    snapshot, checkpoints, runner and process section are absent. ``schema_version`` stays 1: integrity checks tell such a record
+    from a version 2 one that lost its digests. Documents of other versions are returned as is.
+    """
+    if document.get("schema_version") != 1:
+        return document
+    migrated = dict(document)
+    migrated["ledger"] = {
+        name: {"files": {}, **entry} if isinstance(entry, dict) else entry
+        for name, entry in (document.get("ledger") or {}).items()
+    }
+    migrated["nodes"] = {
+        name: {"complete": True, **entry} if isinstance(entry, dict) else entry
+        for name, entry in (document.get("nodes") or {}).items()
+    }
+    for key, absent in (("code", None), ("checkpoints", {}), ("runner", None), ("process", None)):
+        migrated.setdefault(key, absent)
+    return migrated
+
+
+def _check_version(document: Any, source: str) -> None:
+    if not isinstance(document, dict) or "schema_version" not in document:
+        return  # not a record at all: validation names what is missing
+    found = document["schema_version"]
+    if type(found) is not int or found not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        newer = type(found) is int and found > SCHEMA_VERSION
+        raise RecordError(
+            f"{source}: record schema version {found!r} is not one this kedro-repro reads "
+            f"({readable})"
+            + ("; a newer kedro-repro probably wrote it: upgrade to read it" if newer else "")
+        )
+
+
 def parse_record(document: Any, source: str = "record") -> RunRecord:
-    """``document`` as a :class:`RunRecord`; :class:`RecordError` names the first bad fields."""
+    """``document`` as a :class:`RunRecord`; :class:`RecordError` names the first bad fields.
+
+    A version 1 document is migrated first (:func:`migrate`); a version this kedro-repro does
+    not read is refused, naming it and :data:`READABLE_VERSIONS`.
+    """
+    _check_version(document, source)
     try:
-        return RunRecord.model_validate(document)
+        return RunRecord.model_validate(
+            migrate(document) if isinstance(document, dict) else document
+        )
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
@@ -230,28 +300,58 @@ def write_json(path: Path, document: Any) -> None:
         handle.write("\n")
 
 
+def record_json(record: RunRecord) -> dict[str, Any]:
+    """``record`` as the JSON document ``record.json`` holds, every string redacted.
+
+    Secrets are redacted here, on the document, by shape and by name where users name things
+    (:func:`~kedro_repro.redaction.redact_record`): nothing a hook or node put in the record
+    (warnings, metrics, errors) is written verbatim.
+    """
+    # Python mode, not "json": free-form values (metrics) reach json.dump as the node gave them,
+    # as before the record was a model (pydantic's JSON mode would turn a NaN metric into null).
+    return redact_record(record.model_dump())
+
+
+def write_record(path: Path, record: RunRecord) -> None:
+    """Atomically write ``record`` to ``path`` (a ``record.json``), redacted (:func:`record_json`).
+
+    Called after every node: one dump of the model and one JSON write, nothing re-validated.
+    """
+    write_json(path, record_json(record))
+
+
+def redacted(record: RunRecord) -> RunRecord:
+    """``record`` with every string redacted again, for printing and exporting: a record written
+    before redaction existed may hold secrets (records written since are unchanged by it)."""
+    return parse_record(record_json(record), f"record of run {record.run_id}")
+
+
 def load_run(runs_dir: Path, run_id: str) -> RunRecord:
     """The parsed record of ``run_id``.
 
     Raises FileNotFoundError naming the known runs when absent, :class:`RecordError` when the
     file is not a valid record (or ``run_id`` is not a run id at all: never used as a path then).
     """
+    return parse_record(record_document(runs_dir, run_id), str(runs_dir / run_id / RECORD_FILE))
+
+
+def record_document(runs_dir: Path, run_id: str) -> dict[str, Any]:
+    """The JSON document of ``run_id``'s ``record.json`` as stored, once it validates as a record.
+
+    For what needs the document itself (``kedro repro show --json``); everything else reads
+    the :class:`RunRecord` of :func:`load_run`. Errors as :func:`load_run`'s.
+    """
     if not isinstance(run_id, str) or not is_run_id(run_id):
         raise RecordError(f"{run_id!r} is not a run id (expected e.g. 2026-12-01T21.42.08.863Z)")
     path = runs_dir / run_id / RECORD_FILE
     if not path.exists():
-        known = ", ".join(r["run_id"] for r in list_records(runs_dir)[-5:]) or "none"
+        known = ", ".join(r.run_id for r in list_records(runs_dir)[-5:]) or "none"
         raise FileNotFoundError(f"no record for run {run_id!r} in {runs_dir} (latest: {known})")
-    record = parse_record(_read_json(path), str(path))
+    document = _read_json(path)
+    record = parse_record(document, str(path))
     if record.run_id != run_id:
         raise RecordError(f"{path} names run {record.run_id!r}, not the folder's {run_id!r}")
-    return record
-
-
-def read_record(runs_dir: Path, run_id: str) -> dict[str, Any]:
-    """The record of ``run_id`` as a plain document, after strict validation (see :func:`load_run`)."""
-    load_run(runs_dir, run_id)
-    return _read_json(runs_dir / run_id / RECORD_FILE)
+    return document
 
 
 def _read_json(path: Path) -> Any:
@@ -266,7 +366,7 @@ def is_run_id(text: str) -> bool:
     return re.fullmatch(RUN_ID_PATTERN, text) is not None
 
 
-def list_records(runs_dir: Path) -> list[dict[str, Any]]:
+def list_records(runs_dir: Path) -> list[RunRecord]:
     """Every valid record under ``runs_dir``, oldest first (see :func:`scan_records` for the rest)."""
     return [record for record in scan_records(runs_dir) if not isinstance(record, Unreadable)]
 
@@ -278,43 +378,36 @@ class Unreadable(BaseModel):
     reason: str
 
 
-def scan_records(runs_dir: Path) -> list[dict[str, Any] | Unreadable]:
+def scan_records(runs_dir: Path) -> list[RunRecord | Unreadable]:
     """Every bundle under ``runs_dir`` in run-id order: its validated record, or why it is unreadable."""
     if not runs_dir.is_dir():
         return []
-    found: list[dict[str, Any] | Unreadable] = []
+    found: list[RunRecord | Unreadable] = []
     for path in sorted(runs_dir.glob(f"*/{RECORD_FILE}")):
         try:
-            document = _read_json(path)
-            record = parse_record(document, str(path))
+            record = parse_record(_read_json(path), str(path))
             if record.run_id != path.parent.name:
                 raise RecordError(f"names run {record.run_id!r}, not its folder's")
-            found.append(document)
+            found.append(record)
         except RecordError as error:
-            found.append(Unreadable(path=str(path), reason=str(error).replace(f"{path} ", "")))
+            reason = str(error).removeprefix(f"{path}: ").replace(f"{path} ", "")
+            found.append(Unreadable(path=str(path), reason=reason))
     return found
 
 
-def status(record: dict[str, Any]) -> str:
+def status(record: RunRecord) -> str:
     """complete, resumed (complete after continuing another run), crashed, or running."""
-    if record["status"] == "complete":
-        return "resumed" if record.get("resumed_from") else "complete"
-    if record["status"] == "running" and not _alive(record):
-        return "crashed"
-    return record["status"]
+    if record.status == "complete":
+        return "resumed" if record.resumed_from else "complete"
+    if record.status == "running" and run_liveness(record) == "dead":
+        return "crashed"  # another host's run ("unknown") cannot be told dead from here
+    return record.status
 
 
-def _alive(record: dict[str, Any]) -> bool:
-    return run_liveness(record) != "dead"  # another host's run: cannot tell from here
-
-
-def run_liveness(record: dict[str, Any]) -> Liveness:
+def run_liveness(record: RunRecord) -> Liveness:
     """Whether the process that ran ``record`` still runs: ``alive``, ``dead`` or ``unknown``.
 
     Records with a ``process`` section are judged by host, pid and start time, so a reused pid
     does not keep a dead run alive; older records by host and pid alone.
     """
-    process = record.get("process")
-    if isinstance(process, dict):
-        return liveness(ProcessSection.model_validate(process).identity())
-    return liveness(ProcessIdentity(str(record.get("hostname")), int(record["pid"]), None))
+    return liveness(record.process_identity())

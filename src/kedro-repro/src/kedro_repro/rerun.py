@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro_repro.integrity import require_intact
-from kedro_repro.record import RUNS_DIR, load_run, read_record, run_liveness
+from kedro_repro.record import RUNS_DIR, RunRecord, load_run, run_liveness
 from kedro_repro.redaction import redacted_keys
 
 
@@ -30,20 +30,16 @@ def compose_pipelines(names: Sequence[str]) -> Any:
     return functools.reduce(operator.add, (registry[name] for name in names))
 
 
-def recorded_parameters(record: dict[str, Any]) -> dict[str, Any]:
+def recorded_parameters(record: RunRecord) -> dict[str, Any]:
     """Every parameter section ``record`` ran with, design choices and tunable ones together."""
-    return {**record["parameters"]["design"], **record["parameters"]["tunable"]}
+    return {**record.parameters.design, **record.parameters.tunable}
 
 
-def load_versions_of(record: dict[str, Any], datasets: Iterable[str]) -> dict[str, str]:
+def load_versions_of(record: RunRecord, datasets: Iterable[str]) -> dict[str, str]:
     """The version of each of ``datasets`` that the recorded run saved or, failing that, loaded."""
     wanted = set(datasets)
-    versions = {n: e["version"] for n, e in record["ledger"].items() if e.get("version")}
-    versions |= {
-        n: i["version"]
-        for n, i in record["inputs"].items()
-        if i.get("version") and n not in versions
-    }
+    versions = {n: e.version for n, e in record.ledger.items() if e.version}
+    versions |= {n: i.version for n, i in record.inputs.items() if i.version and n not in versions}
     return {n: v for n, v in versions.items() if n in wanted}
 
 
@@ -56,46 +52,44 @@ class ResumePlan:
     load_versions: dict[str, str]
 
 
-def resume_plan(
-    runs_dir: Path, record: dict[str, Any], pipeline: Any, resume_dataset: str | None
-) -> ResumePlan:
+def resume_plan(record: RunRecord, pipeline: Any, resume_dataset: str | None) -> ResumePlan:
     """Pending nodes of ``pipeline`` and the versions to load: the outputs of completed nodes and
     the pipeline's inputs as the run had them, and ``resume_dataset`` (a checkpoint store) at
     the resumed run's own version, so training continues from its newest checkpoint."""
-    done = load_run(runs_dir, record["run_id"]).completed_nodes()
+    done = record.completed_nodes()
     # A node counts as done only once every output was saved: one killed between two saves runs
     # again, so nothing downstream loads a half-written node's missing output from another run.
     pending = [n.name for n in pipeline.nodes if n.name not in done]
     completed_outputs = {o for n in pipeline.nodes if n.name in done for o in n.outputs}
     versions = load_versions_of(record, completed_outputs | (pipeline.inputs() - {"parameters"}))
     if resume_dataset:
-        versions[resume_dataset] = record["run_id"]
+        versions[resume_dataset] = record.run_id
     return ResumePlan(pending, versions)
 
 
-def refuse_a_live_run(record: dict[str, Any], force: bool) -> None:
+def refuse_a_live_run(record: RunRecord, force: bool) -> None:
     """Raise :class:`RunRefused` unless the process that ran ``record`` is gone (or it ended);
     ``force`` accepts a run recorded on another host, whose process this host cannot see."""
-    if record["status"] != "running":
+    if record.status != "running":
         return
-    process = record.get("process") or {"host": record["hostname"], "pid": record["pid"]}
-    where = f"host {process['host']}, pid {process['pid']}"
+    process = record.process_identity()
+    where = f"host {process.host}, pid {process.pid}"
     state = run_liveness(record)
     if state == "alive":
         raise RunRefused(
-            f"run {record['run_id']} is still running ({where}, started {record['started_at']}); "
+            f"run {record.run_id} is still running ({where}, started {record.started_at}); "
             "resuming it would train a second copy beside it. Wait for it to finish, or stop it "
-            f"(kill {process['pid']}) and resume then"
+            f"(kill {process.pid}) and resume then"
         )
     if state == "unknown" and not force:
         raise RunRefused(
-            f"run {record['run_id']} is recorded as running on another host ({where}); this "
+            f"run {record.run_id} is recorded as running on another host ({where}); this "
             "host cannot tell whether it still runs. If it does not, resume with --force"
         )
 
 
 def run_with_recorded_parameters(
-    project: Path, record: dict[str, Any], env: str | None = None, **run_kwargs: Any
+    project: Path, record: RunRecord, env: str | None = None, **run_kwargs: Any
 ) -> None:
     """A Kedro run in ``record``'s configuration environment with exactly its parameters.
 
@@ -107,14 +101,14 @@ def run_with_recorded_parameters(
     recorded = recorded_parameters(record)
     if redacted := redacted_keys(recorded):
         raise RunRefused(
-            f"run {record['run_id']} recorded parameter(s) {', '.join(redacted)} redacted (they "
+            f"run {record.run_id} recorded parameter(s) {', '.join(redacted)} redacted (they "
             "held a secret): its bundle does not hold the values it ran with, so it is not "
             "continued with other ones"
         )
     bootstrap_project(project)
     # The project's session class: it claims the run id and pins what the run saves itself.
     with settings.SESSION_CLASS.create(
-        project_path=project, env=env or record.get("env"), runtime_params=recorded
+        project_path=project, env=env or record.env, runtime_params=recorded
     ) as session:
         session.run(**run_kwargs)
 
@@ -125,10 +119,10 @@ def load_recorded_many(project: Path, run_id: str, datasets: list[str]) -> list[
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    record = read_record(project / RUNS_DIR, run_id)
+    record = load_run(project / RUNS_DIR, run_id)
     require_intact(project, run_id, datasets, what="to load")  # bytes first, then the catalog
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=record.get("env")) as session:
+    with KedroSession.create(project_path=project, env=record.env) as session:
         catalog = session.load_context().catalog
         # version= applies to versioned datasets only; an unversioned one is what it is
         return [catalog.load(name, version=run_id) for name in datasets]

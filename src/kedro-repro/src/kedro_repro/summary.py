@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kedro_repro.hashing import digest_hex
-from kedro_repro.record import status
+from kedro_repro.record import RunRecord, status
 
 SHORT_DIGEST = 12
 """Hex characters of a digest shown to people (JSON output carries what records hold)."""
@@ -48,9 +48,9 @@ class RunSummary:
         }
 
 
-def metric_at(record: dict[str, Any], path: str) -> Any:
+def metric_at(record: RunRecord, path: str) -> Any:
     """The value at dotted ``path`` in the record's metrics (``splits.test.wer``), or None."""
-    value: Any = record.get("metrics")
+    value: Any = record.metrics
     for key in path.split("."):
         if not isinstance(value, Mapping):
             return None
@@ -58,21 +58,20 @@ def metric_at(record: dict[str, Any], path: str) -> Any:
     return value
 
 
-def run_summary(
-    record: dict[str, Any], metrics: Mapping[str, str], seed_key: str | None
-) -> RunSummary:
+def run_summary(record: RunRecord, metrics: Mapping[str, str], seed_key: str | None) -> RunSummary:
     """The summary row of ``record``: ``metrics`` maps each column to its path in the metrics."""
-    git = record["environment"].get("git") or {}
+    git = record.environment.git or {}  # free-form: what git could tell, None outside a checkout
     commit = (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else "")
+    snapshot = record.data_snapshot
     return RunSummary(
-        run_id=record["run_id"],
-        started=record["started_at"],
-        pipelines=",".join(record.get("pipelines") or []),
+        run_id=record.run_id,
+        started=record.started_at,
+        pipelines=",".join(record.pipelines),
         git_commit=commit,
-        params_digest=digest_hex(record["parameters"]["digest"], SHORT_DIGEST),
-        data_digest=digest_hex((record.get("data_snapshot") or {}).get("digest"), SHORT_DIGEST),
-        seed=record["seeds"].get(seed_key) if seed_key else None,
+        params_digest=digest_hex(record.parameters.digest, SHORT_DIGEST),
+        data_digest=digest_hex(snapshot.digest if snapshot else None, SHORT_DIGEST),
+        seed=record.seeds.get(seed_key) if seed_key else None,
         metrics={column: metric_at(record, path) for column, path in metrics.items()},
-        duration_s=record.get("duration_seconds"),
+        duration_s=record.duration_seconds,
         status=status(record),
     )

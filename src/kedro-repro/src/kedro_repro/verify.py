@@ -34,7 +34,6 @@ from kedro_repro.record import (
     RunRecord,
     is_run_id,
     load_run,
-    read_record,
 )
 from kedro_repro.redaction import redacted_keys
 from kedro_repro.signing import signature_status
@@ -505,7 +504,7 @@ def verify(
     config: ReproConfig,
     load_recorded: Callable[[Path, str, str], Any],
     node_order: list[tuple[str, list[str], list[str]]],
-    explain: Callable[[dict, dict], dict] | None = None,
+    explain: Callable[[RunRecord, RunRecord], dict] | None = None,
     until: str | None = None,
     overrides: dict[str, Any] | None = None,
     rtol: float = DEFAULT_RTOL,
@@ -561,8 +560,8 @@ def verify(
     if own:  # editable installs of this repository's packages: replayed from the restored tree
         described_code += f", packages imported from its {', '.join(own)}"
     replay_id = replay(workdir, record, until, python=python, progress=progress, project=project)
-    new = read_record(workdir / RUNS_DIR, replay_id)
-    old = read_record(project / RUNS_DIR, run_id)
+    new = load_run(workdir / RUNS_DIR, replay_id)
+    old = record
     result = Verification(
         run_id=run_id,
         replay_id=replay_id,
@@ -575,41 +574,41 @@ def verify(
             "files_checked": check.files_checked,
         },
     )
-    if new["status"] != "complete":
+    if new.status != "complete":
         result.overall = "diverged"
         result.explanation = {
-            "replay_error": new.get("error"),
+            "replay_error": new.error,
             **(explain(old, new) if explain else {}),
         }
         return result
     worst = 0
     grades: dict[str, str] = {}
-    for name, entry in new["inputs"].items():  # what the replay read must be what the run read
-        recorded_input = old["inputs"].get(name)
+    for name, read in new.inputs.items():  # what the replay read must be what the run read
+        recorded_input = old.inputs.get(name)
         if recorded_input is not None:
-            same = recorded_input["digest"] == entry["digest"]
+            same = recorded_input.digest == read.digest
             verdict = DatasetVerdict(name, "(input)", "bitwise" if same else "diverged")
             grades[name] = verdict.grade
             result.datasets.append(verdict)
             worst = max(worst, GRADES.index(verdict.grade))
-    for name, entry in new["ledger"].items():
-        recorded_entry = old["ledger"].get(name)
+    for name, entry in new.ledger.items():
+        recorded_entry = old.ledger.get(name)
         if recorded_entry is None:
             continue
-        if recorded_entry["digest"] == entry["digest"]:
-            verdict = DatasetVerdict(name, entry["node"], "bitwise", 0.0)
+        if recorded_entry.digest == entry.digest:
+            verdict = DatasetVerdict(name, entry.node, "bitwise", 0.0)
         else:
             try:
                 recorded_value = load_recorded(project, run_id, name)
                 replayed_value = load_recorded(workdir, replay_id, name)
             except Exception as error:  # e.g. a figure: saved as PNG, never loaded back
                 verdict = DatasetVerdict(
-                    name, entry["node"], "diverged", None, f"digests differ; not loadable: {error}"
+                    name, entry.node, "diverged", None, f"digests differ; not loadable: {error}"
                 )
             else:
                 close, diff = compare_values(recorded_value, replayed_value, rtol, atol)
                 verdict = DatasetVerdict(
-                    name, entry["node"], "tolerance" if close else "diverged", diff
+                    name, entry.node, "tolerance" if close else "diverged", diff
                 )
         grades[name] = verdict.grade
         result.datasets.append(verdict)

@@ -10,9 +10,8 @@ import hashlib
 import math
 import multiprocessing
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,25 +20,34 @@ import torch
 from scipy.stats import ks_2samp
 
 from kedro_repro.determinism import torch_threads
+from kedro_repro.params import as_type
 from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.audio import AudioPolicy, inspect_audio, load_audio
 from speech_repro.asr.features import FeatureConfig, LogMel
-from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.asr.text import CharVocabulary
 from speech_repro.corpora.digits import plan_digit_corpus
 from speech_repro.corpora.identifiers import normalize_id
 from speech_repro.corpora.paths import audio_files, corpus_root
 from speech_repro.corpora.problems import PROBLEMS
+from speech_repro.parameters import (
+    CorpusParams,
+    DriftParams,
+    ShardingParams,
+    SplitParams,
+    TextParams,
+)
 from speech_repro.schemas import validate_manifest, validate_split_lock
 
+# The nodes of this module also accept a section's raw mapping (``as_type``/``.of``): the test
+# fixtures and scripts call them outside a Kedro run, where no hook has typed the parameters.
 
-def plan_corpus(corpus: dict[str, Any]) -> pd.DataFrame:
+
+def plan_corpus(corpus: CorpusParams) -> pd.DataFrame:
     """The embedded digits corpus plan; the ``raw_corpus`` dataset renders it to audio."""
-    return plan_digit_corpus(corpus)
+    return plan_digit_corpus(CorpusParams.of(corpus).model_dump())
 
 
-def build_manifest(
-    raw_corpus: pd.DataFrame, audio: dict[str, Any], text: dict[str, Any]
-) -> pd.DataFrame:
+def build_manifest(raw_corpus: pd.DataFrame, audio: AudioPolicy, text: TextParams) -> pd.DataFrame:
     """One row per utterance with the audio's real properties, found by decoding it once.
 
     ``audio_path`` stays as the corpus index stores it, relative to the corpus root (the audio is
@@ -52,7 +60,7 @@ def build_manifest(
     error, grouped by kind. A span outside the duration bounds is refused from its header,
     without decoding it.
     """
-    policy = AudioPolicy(**audio)
+    policy, text = as_type(AudioPolicy, audio), TextParams.of(text)
     root = corpus_root(raw_corpus)
     starts = (
         raw_corpus["start"].astype(float)
@@ -90,8 +98,8 @@ def build_manifest(
     return validate_manifest(
         manifest,
         policy,
-        CharVocabulary(text["vocabulary"]),
-        TextNormalization(**text["normalization"]),
+        CharVocabulary(text.vocabulary),
+        text.normalization,
         audio_root=root,
         found=raw_corpus.attrs.get(PROBLEMS, ()),
     )
@@ -112,45 +120,27 @@ class SplitAssignmentError(ValueError):
     """The split parameters cannot be applied to this corpus; the message names every problem."""
 
 
-@dataclass(frozen=True)
-class SplitConfig:
-    """The ``split`` parameters.
-
-    ``method``: ``speaker_hash`` (salted hash of the speaker id, cut at ``fractions``),
-    ``assigned`` (``assigned`` maps a split name to its speakers; unlisted speakers go to train)
-    or ``given`` (the corpus's own split column). Every split in ``names`` must receive speakers,
-    except a ``speaker_hash`` split whose fraction is 0.
-    """
-
-    method: str
-    salt: str = ""
-    names: tuple[str, ...] = ("train", "dev", "test")
-    fractions: Mapping[str, float] = field(default_factory=dict)
-    assigned: Mapping[str, Sequence[str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_params(cls, split: Mapping[str, Any]) -> SplitConfig:
-        """From the parameters, refusing an unknown method before anything is read."""
-        config = cls(
-            **{**split, "names": tuple(split.get("names", cls.names))},  # given needs no names
+def checked_split(split: SplitParams) -> SplitParams:
+    """The split parameters, refusing an unknown method and lists it would ignore before
+    anything is read."""
+    config = SplitParams.of(split)
+    if config.method not in SPLIT_METHODS:
+        raise SplitAssignmentError(
+            f"split.method must be one of {', '.join(SPLIT_METHODS)}, not {config.method!r}"
         )
-        if config.method not in SPLIT_METHODS:
-            raise SplitAssignmentError(
-                f"split.method must be one of {', '.join(SPLIT_METHODS)}, not {config.method!r}"
-            )
-        if config.assigned and config.method != "assigned":  # lists that would be ignored
-            raise SplitAssignmentError(
-                f"split.assigned lists speakers but split.method is {config.method!r}: "
-                "set split.method: assigned to use them, or remove split.assigned"
-            )
-        return config
+    if config.assigned and config.method != "assigned":  # lists that would be ignored
+        raise SplitAssignmentError(
+            f"split.assigned lists speakers but split.method is {config.method!r}: "
+            "set split.method: assigned to use them, or remove split.assigned"
+        )
+    return config
 
 
 SPLIT_METHODS = ("speaker_hash", "assigned", "given")
 UNLISTED_SPLIT = "train"  # where split.method: assigned puts the speakers no list names
 
 
-def assign_splits(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
+def assign_splits(manifest: pd.DataFrame, split: SplitParams) -> pd.DataFrame:
     """Train/dev/test membership of every utterance, with its audio digest: the split lock.
 
     ``method: speaker_hash`` puts each speaker by a salted hash of its id, so adding speakers
@@ -161,7 +151,7 @@ def assign_splits(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame
     lock is checked for leakage: no speaker (compared after Unicode normalisation) and no audio
     digest in two splits.
     """
-    config = SplitConfig.from_params(split)
+    config = checked_split(split)
     if config.method == "given":
         if "given_split" not in manifest:
             raise SplitAssignmentError(
@@ -184,7 +174,7 @@ def assign_splits(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame
     return validate_split_lock(lock)
 
 
-def _hashed_splits(speakers: pd.Series, config: SplitConfig) -> list[str]:
+def _hashed_splits(speakers: pd.Series, config: SplitParams) -> list[str]:
     edges = np.cumsum([config.fractions[name] for name in config.names])
     if not np.isclose(edges[-1], 1.0):
         raise SplitAssignmentError(f"split fractions must sum to 1, got {edges[-1]}")
@@ -208,7 +198,7 @@ def _hashed_splits(speakers: pd.Series, config: SplitConfig) -> list[str]:
     return [split_of[s] for s in speakers]
 
 
-def _assigned_splits(speakers: pd.Series, config: SplitConfig) -> list[str]:
+def _assigned_splits(speakers: pd.Series, config: SplitParams) -> list[str]:
     """Each speaker's split from the explicit lists; every list problem is named at once."""
     known = {normalize_id(s) for s in speakers.unique()}
     problems, listed_in = [], defaultdict(list)
@@ -264,9 +254,9 @@ def _refuse_empty_splits(
 def compute_features(
     manifest: pd.DataFrame,
     raw_corpus: pd.DataFrame,
-    features: dict[str, Any],
-    audio: dict[str, Any],
-    sharding: dict[str, Any],
+    features: FeatureConfig,
+    audio: AudioPolicy,
+    sharding: ShardingParams,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Log-mel features, one shard of ``utterances_per_shard`` utterances at a time.
 
@@ -281,7 +271,9 @@ def compute_features(
     Spawning workers that import torch costs seconds, so corpora smaller than
     ``min_utterances_for_pool`` are computed in this process.
     """
-    size = int(sharding["utterances_per_shard"])
+    features, audio = as_type(FeatureConfig, features), as_type(AudioPolicy, audio)
+    sharding = ShardingParams.of(sharding)
+    size = sharding.utterances_per_shard
     _check_manifest_matches_corpus(manifest, raw_corpus)
     rows = list(
         zip(
@@ -294,9 +286,7 @@ def compute_features(
     )
     jobs = [(rows[i : i + size], features, audio) for i in range(0, len(rows), size)]
     # A generator object, not a generator function: Kedro hands it to the dataset as one stream.
-    workers = (
-        int(sharding["workers"]) if len(rows) >= int(sharding["min_utterances_for_pool"]) else 1
-    )
+    workers = sharding.workers if len(rows) >= sharding.min_utterances_for_pool else 1
     return _computed_shards(jobs, min(workers, len(jobs)))
 
 
@@ -333,10 +323,12 @@ def _computed_shards(jobs: list, workers: int) -> Iterator[dict[str, torch.Tenso
         yield from pool.map(features_of_shard, jobs)
 
 
-def features_of_shard(job: tuple[list[tuple], dict, dict]) -> dict[str, torch.Tensor]:
+def features_of_shard(
+    job: tuple[list[tuple], FeatureConfig, AudioPolicy],
+) -> dict[str, torch.Tensor]:
     """Features of one shard's utterances; raises naming every utterance with non-finite values."""
     rows, features, audio = job
-    config, policy = FeatureConfig(**features), AudioPolicy(**audio)
+    config, policy = as_type(FeatureConfig, features), as_type(AudioPolicy, audio)
     if config.sample_rate != policy.sample_rate:
         raise ValueError(
             f"features.sample_rate {config.sample_rate} != audio.sample_rate {policy.sample_rate}"
@@ -355,10 +347,10 @@ def features_of_shard(job: tuple[list[tuple], dict, dict]) -> dict[str, torch.Te
 
 
 def summarize_features(
-    features: ShardedTensors, manifest: pd.DataFrame, features_config: dict[str, Any]
+    features: ShardedTensors, manifest: pd.DataFrame, features_config: FeatureConfig
 ) -> pd.DataFrame:
     """Per-utterance feature statistics, checked by the ``FeatureStats`` schema."""
-    config = FeatureConfig(**features_config)
+    config = as_type(FeatureConfig, features_config)
     rows = []
     for row in manifest.itertuples():
         matrix = features[row.utt_id].double()
@@ -382,7 +374,7 @@ def fit_normalization(
     features: ShardedTensors,
     split_lock: pd.DataFrame,
     feature_stats: pd.DataFrame,
-    drift: dict[str, Any],
+    drift: DriftParams,
 ) -> tuple[dict, dict]:
     """Per-bin mean/std over the train split only, and a drift report of the other splits.
 
@@ -413,21 +405,25 @@ def fit_normalization(
     return norm_stats, drift_report(feature_stats, split_lock, drift)
 
 
-def drift_report(
-    feature_stats: pd.DataFrame, split_lock: pd.DataFrame, drift: dict[str, Any]
-) -> dict:
+def drift_report(feature_stats: pd.DataFrame, split_lock: pd.DataFrame, drift: DriftParams) -> dict:
     """Distribution shift of per-utterance feature statistics between train and every other split.
 
     A split is flagged when the two-sample Kolmogorov-Smirnov statistic of its per-utterance means
     or deviations exceeds ``drift.max_ks`` *and* the critical value at significance
     ``drift.alpha`` for the two sample sizes, so a handful of utterances cannot raise an alarm.
     """
+    drift = DriftParams.of(drift)
     stats = feature_stats.merge(split_lock[["utt_id", "split"]], on="utt_id")
     reference = stats[stats["split"] == "train"]
-    report: dict[str, Any] = {"reference": "train", **drift, "splits": {}, "flagged": []}
+    report: dict[str, Any] = {
+        "reference": "train",
+        **drift.model_dump(),
+        "splits": {},
+        "flagged": [],
+    }
     for name, group in stats[stats["split"] != "train"].groupby("split"):
         n, m = len(reference), len(group)
-        critical = math.sqrt(-0.5 * math.log(drift["alpha"] / 2)) * math.sqrt((n + m) / (n * m))
+        critical = math.sqrt(-0.5 * math.log(drift.alpha / 2)) * math.sqrt((n + m) / (n * m))
         entry: dict[str, Any] = {"utterances": m, "ks_critical": critical}
         for column in ("mean", "std"):
             spread = (
@@ -443,8 +439,8 @@ def drift_report(
             }
         report["splits"][name] = entry
         worst = max(entry["mean"]["ks"], entry["std"]["ks"])
-        if worst > drift["max_ks"] and worst > critical:
+        if worst > drift.max_ks and worst > critical:
             report["flagged"].append(name)
-    if report["flagged"] and drift["fail"]:
+    if report["flagged"] and drift.fail:
         raise ValueError(f"feature distribution drift in {report['flagged']}: {report['splits']}")
     return report

@@ -9,12 +9,14 @@ import pandas as pd
 from kedro.framework.hooks import hook_impl
 
 from speech_repro.corpora.dataset import SynthesizedCorpusDataset
+from speech_repro.parameters import CorpusParams
 
 
 def _plan(corpus: dict[str, Any]) -> pd.DataFrame:
     from ..data_processing.nodes import plan_corpus  # the node itself; imported only when needed
 
-    return plan_corpus(corpus)
+    # The catalog holds the raw section; the node takes it typed, as a run hands it over.
+    return plan_corpus(CorpusParams.of(corpus))
 
 
 class EmbeddedCorpusHook:

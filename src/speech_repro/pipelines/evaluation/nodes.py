@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import jiwer
 import pandas as pd
@@ -13,7 +13,8 @@ from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.batching import collate
 from speech_repro.asr.dataset import utterance_dataset
 from speech_repro.asr.model import CTCModel, ModelConfig, greedy_decode
-from speech_repro.asr.text import CharVocabulary, TextNormalization
+from speech_repro.asr.text import CharVocabulary
+from speech_repro.parameters import EvaluationParams, TextParams
 
 
 def transcribe(
@@ -22,18 +23,20 @@ def transcribe(
     split_lock: pd.DataFrame,
     manifest: pd.DataFrame,
     norm_stats: dict,
-    text: dict[str, Any],
-    evaluation: dict[str, Any],
+    text: TextParams,
+    evaluation: EvaluationParams,
 ) -> pd.DataFrame:
     """Greedy-decode every utterance of the evaluated splits; references beside hypotheses."""
     net = CTCModel(ModelConfig(**model["config"]))
     net.load_state_dict(model["weights"])
     net.eval()
     vocabulary = CharVocabulary(model["vocabulary"])
-    rows = split_lock[split_lock["split"].isin(evaluation["splits"])]
-    dataset = utterance_dataset(features, norm_stats, manifest, rows["utt_id"].tolist(), text)
+    rows = split_lock[split_lock["split"].isin(evaluation.splits)]
+    dataset = utterance_dataset(
+        features, norm_stats, manifest, rows["utt_id"].tolist(), text.model_dump()
+    )
     hypotheses: dict[str, str] = {}
-    size = evaluation["batch_size"]
+    size = evaluation.batch_size
     with torch.inference_mode():
         for start in range(0, len(dataset), size):
             batch = collate([dataset[i] for i in range(start, min(start + size, len(dataset)))])
@@ -42,7 +45,7 @@ def transcribe(
                 batch["utt_ids"], greedy_decode(log_probs, lengths), strict=True
             ):
                 hypotheses[utt_id] = vocabulary.decode(path)
-    normalize = TextNormalization(**text["normalization"])
+    normalize = text.normalization
     transcripts = dict(zip(manifest["utt_id"], manifest["transcript"], strict=True))
     return pd.DataFrame(
         {
@@ -73,15 +76,14 @@ def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float
     }
 
 
-def score(
-    hypotheses: pd.DataFrame, text: dict[str, Any]
-) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def score(hypotheses: pd.DataFrame, text: TextParams) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Metrics per split (JSON) plus per-split and per-speaker tables."""
     per_split = _grouped_rates(hypotheses, ["split"])
     per_speaker = _grouped_rates(hypotheses, ["split", "speaker"])
+    normalization = dataclasses.asdict(text.normalization)  # as declared, field by field
     metrics = {
-        "normalization": text["normalization"],
-        "normalization_digest": json_digest(text["normalization"]),
+        "normalization": normalization,
+        "normalization_digest": json_digest(normalization),
         "splits": {
             r["split"]: {k: v for k, v in r.items() if k != "split"}
             for r in per_split.to_dict("records")

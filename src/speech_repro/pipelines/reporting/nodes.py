@@ -14,23 +14,25 @@ import torch
 import torchaudio
 from matplotlib.figure import Figure
 
+from kedro_repro.determinism import DeterminismPolicy
 from speech_repro.asr.features import FeatureConfig
 from speech_repro.asr.stats import UNDEFINED_INTERVAL_METHOD, format_interval, speaker_wer_interval
+from speech_repro.parameters import ReportingParams
 from speech_repro.schemas import in_several_splits, normalized_ids
 
 FIGSIZE = (7.0, 4.0)
 
 
-def wer_intervals(hypotheses: pd.DataFrame, reporting: dict[str, Any]) -> dict[str, Any]:
+def wer_intervals(hypotheses: pd.DataFrame, reporting: ReportingParams) -> dict[str, Any]:
     """Per split: WER with a confidence interval from a bootstrap over speakers."""
-    bootstrap = reporting["bootstrap"]
+    bootstrap = reporting.bootstrap
     return {
         "splits": {
             split: speaker_wer_interval(
                 frame,
-                replicates=bootstrap["replicates"],
-                seed=bootstrap["seed"],
-                level=reporting["confidence_level"],
+                replicates=bootstrap.replicates,
+                seed=bootstrap.seed,
+                level=reporting.confidence_level,
             )
             for split, frame in hypotheses.groupby("split", sort=True)
         }
@@ -43,9 +45,9 @@ MIN_SPEAKERS_FOR_INTERVAL = 2  # an interval over speakers needs at least two to
 def review_flags(
     split_lock: pd.DataFrame,
     drift_report: dict[str, Any],
-    determinism: dict[str, Any],
+    determinism: DeterminismPolicy,
     manifest: pd.DataFrame,
-    features: dict[str, Any],
+    features: FeatureConfig,
 ) -> dict[str, Any]:
     """What a reviewer must see before trusting a number: leakage, drift, determinism, splits
     too small for an interval, and audio narrower than the features assume.
@@ -58,7 +60,7 @@ def review_flags(
     """
     leaking_speakers = in_several_splits(split_lock, "speaker")
     leaking_audio = len(in_several_splits(split_lock, "digest"))
-    strict = determinism["mode"] == "strict" and determinism["deterministic_algorithms"]
+    strict = determinism.mode == "strict" and determinism.deterministic_algorithms
     flags = {
         "leakage": {
             "speakers_in_several_splits": leaking_speakers,
@@ -70,8 +72,8 @@ def review_flags(
             "max_ks": drift_report["max_ks"],
         },
         "determinism": {
-            "mode": determinism["mode"],
-            "threads": determinism["threads"],
+            "mode": determinism.mode,
+            "threads": determinism.threads,
             "nondeterministic_operations": (
                 "none possible: strict mode stops the run at the first one"
                 if strict
@@ -79,7 +81,7 @@ def review_flags(
             ),
         },
         "splits": split_sizes(split_lock),
-        "bandwidth": narrow_band_audio(manifest, FeatureConfig(**features)),
+        "bandwidth": narrow_band_audio(manifest, features),
     }
     flags["attention"] = _attention(flags)
     return flags

@@ -14,6 +14,7 @@ from kedro_repro.seed_stats import (
     t_interval,
 )
 from speech_repro.asr.stats import format_interval
+from speech_repro.parameters import SeedSweepParams, TrainingParams
 from speech_repro.pipelines.reporting.nodes import (
     FIGSIZE,
     attention_section,
@@ -23,31 +24,31 @@ from speech_repro.pipelines.reporting.nodes import (
 )
 
 
-def with_seed(training: dict[str, Any], seed_sweep: dict[str, Any], seed: int) -> dict[str, Any]:
+def with_seed(training: TrainingParams, seed_sweep: SeedSweepParams, seed: int) -> TrainingParams:
     """The training settings with ``seed`` in place of ``training.seed``.
 
     The sweep's namespaces are built from ``seed_sweep.seeds`` when the pipeline is registered;
     a run whose parameters list other seeds (``--params``, another environment) stops here,
     before anything is trained, instead of reporting seeds it did not run.
     """
-    if seed not in seed_sweep["seeds"]:
+    if seed not in seed_sweep.seeds:
         raise ValueError(
             f"the seeds pipeline was built for seed {seed}, but seed_sweep.seeds is "
-            f"{seed_sweep['seeds']}: the seed list shapes the pipeline, so set it in "
+            f"{seed_sweep.seeds}: the seed list shapes the pipeline, so set it in "
             "conf/<env>/parameters_seeds.yml and run with KEDRO_ENV=<env>"
         )
-    return {**training, "seed": seed}
+    return training.model_copy(update={"seed": seed})
 
 
-def summarize_seeds(seed_sweep: dict[str, Any], *wer_summaries: dict[str, Any]) -> dict[str, Any]:
+def summarize_seeds(seed_sweep: SeedSweepParams, *wer_summaries: dict[str, Any]) -> dict[str, Any]:
     """Per split: each seed's WER (with its interval over speakers), then statistics across seeds.
 
     ``wer_summaries`` come in the order of ``seed_sweep.seeds``.
     """
-    seeds = list(seed_sweep["seeds"])
+    seeds = list(seed_sweep.seeds)
     if len(seeds) != len(wer_summaries):
         raise ValueError(f"{len(wer_summaries)} results for {len(seeds)} seeds")
-    level = seed_sweep["confidence_level"]
+    level = seed_sweep.confidence_level
     splits: dict[str, Any] = {}
     for split in wer_summaries[0]["splits"]:
         per_seed = {seed: s["splits"][split] for seed, s in zip(seeds, wer_summaries, strict=True)}
@@ -110,10 +111,10 @@ def plot_seed_wer(summary: dict[str, Any]) -> Figure:
     return figure
 
 
-def plot_seed_learning_curves(seed_sweep: dict[str, Any], *training_logs: pd.DataFrame) -> Figure:
+def plot_seed_learning_curves(seed_sweep: SeedSweepParams, *training_logs: pd.DataFrame) -> Figure:
     """The learning curves of every seed on one set of axes."""
     return plot_learning_curves(
-        {f"seed {seed}": log for seed, log in zip(seed_sweep["seeds"], training_logs, strict=True)}
+        {f"seed {seed}": log for seed, log in zip(seed_sweep.seeds, training_logs, strict=True)}
     )
 
 

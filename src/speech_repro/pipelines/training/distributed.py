@@ -52,6 +52,7 @@ from kedro_repro.checkpoints import CheckpointStore
 from kedro_repro.determinism import DeterminismPolicy, apply_policy
 from kedro_repro.shards import ShardedTensors
 from kedro_repro.state import load_state, save_state
+from speech_repro.parameters import ModelParams, TextParams, TrainingParams
 from speech_repro.pipelines.training.loop import TrainingInputs, World, fit
 
 logger = logging.getLogger(__name__)
@@ -117,9 +118,7 @@ def launch(inputs: TrainingInputs, policy: DeterminismPolicy) -> tuple[dict, lis
     returns on rank 0.
     """
     world_size, device = inputs.world_size, inputs.device
-    backend = resolve_backend(
-        device, inputs.training["distributed"].get("backend", "auto"), world_size
-    )
+    backend = resolve_backend(device, inputs.training.distributed.backend, world_size)
     policy = rank_policy(policy, world_size)
     logger.info(
         "Training with %d processes (torch.distributed, %s backend), %d thread(s) each",
@@ -177,9 +176,9 @@ def write_workdir(
         "world_size": world_size,
         "backend": backend,
         "policy": asdict(policy),
-        "training": inputs.training,
-        "model": inputs.model,
-        "text": inputs.text,
+        "training": inputs.training.model_dump(mode="json"),
+        "model": inputs.model.model_dump(mode="json"),
+        "text": inputs.text.model_dump(mode="json"),
         "features": str(inputs.features.directory.absolute()),
         "checkpoints": {
             "directory": str(checkpoints.directory.absolute()),
@@ -200,9 +199,9 @@ def read_workdir(workdir: Path) -> tuple[dict[str, Any], TrainingInputs]:
         split_lock=pd.read_parquet(workdir / SPLIT_LOCK_FILE),
         manifest=pd.read_parquet(workdir / MANIFEST_FILE),
         norm_stats=load_state(workdir / NORM_STATS_FILE),
-        training=spec["training"],
-        model=spec["model"],
-        text=spec["text"],
+        training=TrainingParams.model_validate(spec["training"]),
+        model=ModelParams.model_validate(spec["model"]),
+        text=TextParams.model_validate(spec["text"]),
         checkpoints=CheckpointStore(**spec["checkpoints"]),
     )
     return spec, inputs

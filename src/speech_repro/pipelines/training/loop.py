@@ -43,6 +43,7 @@ from speech_repro.asr.batching import collate, epoch_batches, rank_batches
 from speech_repro.asr.dataset import utterance_dataset
 from speech_repro.asr.model import CTCModel, ModelConfig
 from speech_repro.asr.text import CharVocabulary
+from speech_repro.parameters import ModelParams, TextParams, TrainingParams
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +62,20 @@ class TrainingInputs:
     split_lock: pd.DataFrame
     manifest: pd.DataFrame
     norm_stats: dict
-    training: dict[str, Any]
-    model: dict[str, Any]
-    text: dict[str, Any]
+    training: TrainingParams
+    model: ModelParams
+    text: TextParams
     checkpoints: CheckpointStore
 
     @property
     def world_size(self) -> int:
         """How many training processes ``training.distributed.world_size`` asks for (default 1)."""
-        return int((self.training.get("distributed") or {}).get("world_size", 1))
+        return self.training.distributed.world_size
 
     @property
     def device(self) -> str:
         """``training.device`` (default ``cpu``)."""
-        return str(self.training.get("device", "cpu"))
+        return self.training.device
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def fit(
     """
     training, model, text = inputs.training, inputs.model, inputs.text
     norm_stats, checkpoints = inputs.norm_stats, inputs.checkpoints
-    seed = int(training["seed"])
+    seed = training.seed
     device = torch.device(inputs.device)
     # Strict: an operation without a deterministic implementation would fail the run.
     strict = policy.deterministic_algorithms and policy.mode == "strict"
@@ -183,37 +184,37 @@ def fit(
         require_cuda_driver(cpu_option="training.device: cpu")
     split_lock = inputs.split_lock
     train_ids = split_lock.loc[split_lock["split"] == "train", "utt_id"].tolist()
-    augment = SpecAugmentConfig(**training["specaugment"]) if training["specaugment"] else None
+    augment: SpecAugmentConfig | None = training.specaugment
     # SpecAugment stays keyed on (seed, epoch, utterance) with no rank: each utterance is trained
     # on by one rank per epoch, so its masks do not depend on which rank that is.
     dataset = utterance_dataset(
-        inputs.features, norm_stats, inputs.manifest, train_ids, text, augment, seed
+        inputs.features, norm_stats, inputs.manifest, train_ids, text.model_dump(), augment, seed
     )
     lengths = dataset.lengths()
     config = ModelConfig(
         n_mels=norm_stats["mean"].shape[0],
-        vocab_size=len(CharVocabulary(text["vocabulary"])),
-        **model,
+        vocab_size=len(CharVocabulary(text.vocabulary)),
+        **model.model_dump(),
     )
-    steps_per_epoch = len(world.batches(epoch_batches(lengths, training["batch_size"], seed, 0)))
+    steps_per_epoch = len(world.batches(epoch_batches(lengths, training.batch_size, seed, 0)))
     if steps_per_epoch == 0:
         raise ValueError(
             f"the train split makes fewer batches than the {world.size} training processes"
         )
-    every = int(training.get("checkpoint_every_steps") or steps_per_epoch)
+    every = training.checkpoint_every_steps or steps_per_epoch
 
     with preserved_rng_state():
         # The same initial weights on every rank (DDP would broadcast rank 0's anyway).
         seed_globals(derive_seed(seed, "init"))
         net = CTCModel(config).to(device)
         optimizer = torch.optim.AdamW(
-            net.parameters(), lr=training["learning_rate"], weight_decay=training["weight_decay"]
+            net.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay
         )
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=training["learning_rate"],
-            total_steps=training["epochs"] * steps_per_epoch,
-            pct_start=training["warmup_fraction"],
+            max_lr=training.learning_rate,
+            total_steps=training.epochs * steps_per_epoch,
+            pct_start=training.warmup_fraction,
         )
         log: list[dict[str, Any]] = []
         # Rank 0 alone reads the store, so other ranks need neither its directory nor a shared
@@ -237,30 +238,30 @@ def fit(
 
         progress = tqdm(
             mininterval=1.0,
-            total=training["epochs"] * steps_per_epoch,
+            total=training.epochs * steps_per_epoch,
             initial=len(log),
             desc="train",
             unit="step",
             disable=not world.writer,
         )
-        for epoch in range(len(log) // steps_per_epoch, training["epochs"]):
+        for epoch in range(len(log) // steps_per_epoch, training.epochs):
             replica.train()
             dataset.epoch = epoch
             done = len(log) - epoch * steps_per_epoch  # batches of this epoch already trained on
             if done == 0:  # a fresh epoch; mid-epoch, the restored RNG state continues instead
                 seed_globals(derive_seed(seed, "dropout", epoch, *world.keys()))
-            batches = world.batches(epoch_batches(lengths, training["batch_size"], seed, epoch))
+            batches = world.batches(epoch_batches(lengths, training.batch_size, seed, epoch))
             loader = DataLoader(
                 dataset,
                 batch_sampler=batches[done:],
                 collate_fn=collate,
-                num_workers=training["num_workers"],
+                num_workers=training.num_workers,
                 worker_init_fn=seed_worker,
                 generator=make_generator(seed, "workers", epoch, *world.keys()),
             )
             for batch in loader:
                 loss, grad_norm = _train_step(
-                    replica, optimizer, batch, device, training["grad_clip"], strict
+                    replica, optimizer, batch, device, training.grad_clip, strict
                 )
                 scheduler.step()
                 loss, batch_size = world.average_loss(loss, len(batch["utt_ids"]))
@@ -296,7 +297,7 @@ def fit(
 
     bundle = {
         "config": config.to_dict(),
-        "vocabulary": text["vocabulary"],
+        "vocabulary": text.vocabulary,
         "weights": net.cpu().state_dict(),
     }
     return bundle, log

@@ -6,13 +6,12 @@ process the node hands it to torchrun (:mod:`speech_repro.pipelines.training.dis
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from kedro_repro.checkpoints import CheckpointStore
 from kedro_repro.determinism import DeterminismPolicy
 from kedro_repro.shards import ShardedTensors
+from speech_repro.parameters import ModelParams, TextParams, TrainingParams
 from speech_repro.pipelines.training.distributed import launch
 from speech_repro.pipelines.training.loop import TrainingInputs, fit
 
@@ -22,15 +21,15 @@ def train_model(
     split_lock: pd.DataFrame,
     manifest: pd.DataFrame,
     norm_stats: dict,
-    training: dict[str, Any],
-    model: dict[str, Any],
-    text: dict[str, Any],
+    training: TrainingParams,
+    model: ModelParams,
+    text: TextParams,
     checkpoints: CheckpointStore,
-    determinism: dict[str, Any],
+    determinism: DeterminismPolicy,
 ) -> tuple[dict, pd.DataFrame]:
     """Train the CTC model on the train split; returns the model bundle and the per-step log.
 
-    ``determinism`` is the ``determinism`` parameters, the policy the DeterminismHook applied to
+    ``determinism`` is the ``determinism`` parameters: the policy the DeterminismHook applied to
     this process; the loop receives it explicitly instead of reading torch's global switches.
     See :func:`~speech_repro.pipelines.training.loop.fit` for seeding and checkpoints. With
     ``training.distributed.world_size`` > 1 the node launches that many processes with torchrun
@@ -39,6 +38,5 @@ def train_model(
     inputs = TrainingInputs(
         features, split_lock, manifest, norm_stats, training, model, text, checkpoints
     )
-    policy = DeterminismPolicy(**determinism)
-    bundle, log = launch(inputs, policy) if inputs.world_size > 1 else fit(inputs, policy)
+    bundle, log = launch(inputs, determinism) if inputs.world_size > 1 else fit(inputs, determinism)
     return bundle, pd.DataFrame(log)

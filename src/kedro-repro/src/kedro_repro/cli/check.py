@@ -40,7 +40,7 @@ def check(
     if not run_ids:
         found = scan_records(runs_dir)
         unreadable = [r for r in found if isinstance(r, Unreadable)]
-        run_ids = tuple(r["run_id"] for r in found if not isinstance(r, Unreadable))
+        run_ids = tuple(r.run_id for r in found if not isinstance(r, Unreadable))
     with open_cache(project) as cache:
         results = [check_run(project, r, allowed_signers=signers, cache=cache) for r in run_ids]
     chain = runlog.verify_chain(runs_dir)

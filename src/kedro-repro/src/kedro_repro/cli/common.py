@@ -130,7 +130,8 @@ def print_table(
         table.add_column(name, no_wrap=True, overflow="ignore")
     for row in rows:
         table.add_row(*(cell(value) for value in row))
-    console.print(Padding(table, (0, 0, 0, indent)) if indent else table)
+    # Padding fills the console width by default: a million spaces a line on a pipe.
+    console.print(Padding(table, (0, 0, 0, indent), expand=False) if indent else table)
 
 
 def print_changes(group: str, changes: dict[str, list]) -> None:

@@ -14,8 +14,7 @@ from kedro_repro.cli.common import (
     runs_dir_of,
 )
 from kedro_repro.diff import diff_records, read_snapshot
-from kedro_repro.record import read_record
-from kedro_repro.redaction import redact_record
+from kedro_repro.record import load_run, redacted
 
 SHOWN_ITEMS = 20
 """Data items listed per kind (added, removed, changed); --json lists them all."""
@@ -31,8 +30,8 @@ def diff(metadata: Any, run_a: str, run_b: str, as_json: bool) -> None:
     runs_dir = runs_dir_of(project_of(metadata))
     # Redacted on reading: a record written before redaction existed may hold secrets.
     result = diff_records(
-        redact_record(read_record(runs_dir, run_a)),
-        redact_record(read_record(runs_dir, run_b)),
+        redacted(load_run(runs_dir, run_a)),
+        redacted(load_run(runs_dir, run_b)),
         read_snapshot(runs_dir, run_a),
         read_snapshot(runs_dir, run_b),
     )

@@ -10,7 +10,7 @@ import click
 from kedro_repro.atomic import atomic_write_bytes
 from kedro_repro.bundles import bundle_owner, catalog_config, dataset_locations
 from kedro_repro.cli.common import project_of, runs_dir_of, stderr_line
-from kedro_repro.record import read_record
+from kedro_repro.record import RunRecord, load_run
 from kedro_repro.rerun import compose_pipelines
 
 
@@ -29,18 +29,18 @@ def _check_output(project: Path, output: Path, force: bool, env: str | None) -> 
         )
 
 
-def _export_structure(project: Path, record: dict) -> tuple[Any, dict[str, str]]:
+def _export_structure(project: Path, record: RunRecord) -> tuple[Any, dict[str, str]]:
     """The recorded pipelines' nodes (name, inputs, outputs) and each catalog entry's path.
 
     The record holds digests and versions but not which node read what, nor where a dataset is
     stored: both come from the project as it is now (the export checks nodes against the record).
     """
     try:
-        pipeline = compose_pipelines(record["pipelines"])
+        pipeline = compose_pipelines(record.pipelines)
         node_io = [(n.name, n.inputs, n.outputs) for n in pipeline.nodes]
     except KeyError:  # a pipeline renamed or removed since the run: export without node inputs
         node_io = None
-    locations = dataset_locations(project, catalog_config(project, record.get("env")))
+    locations = dataset_locations(project, catalog_config(project, record.env))
     # A dataset factory stands for many datasets: it has no single path.
     return node_io, {n: loc.path for n, loc in locations.items() if not loc.is_factory}
 
@@ -77,9 +77,9 @@ def export(metadata: Any, run_id: str, export_format: str, output: str | None, f
 
     project = project_of(metadata)
     runs_dir = runs_dir_of(project)
-    record = read_record(runs_dir, run_id)
+    record = load_run(runs_dir, run_id)
     if output:
-        _check_output(project, Path(output), force, record.get("env"))
+        _check_output(project, Path(output), force, record.env)
     bootstrap_project(project)  # the pipeline registry and settings of this project
     node_io, locations = _export_structure(project, record)
     document = to_prov_json(

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from kedro_repro.cli.common import project_of, runs_dir_of
-from kedro_repro.record import read_record
+from kedro_repro.record import load_run
 from kedro_repro.rerun import (
     compose_pipelines,
     refuse_a_live_run,
@@ -37,17 +37,17 @@ def resume(metadata: Any, run_id: str, force: bool) -> None:
     project = project_of(metadata)
     bootstrap_project(project)  # the pipeline registry and settings of this project
     runs_dir = runs_dir_of(project)
-    record = read_record(runs_dir, run_id)
+    record = load_run(runs_dir, run_id)
     refuse_a_live_run(record, force)
-    pipeline = compose_pipelines(record["pipelines"])
-    plan = resume_plan(runs_dir, record, pipeline, project_config().resume_dataset)
+    pipeline = compose_pipelines(record.pipelines)
+    plan = resume_plan(record, pipeline, project_config().resume_dataset)
     if not plan.pending:
         raise click.ClickException(f"run {run_id} completed every node; nothing to resume")
     click.echo(f"Resuming run {run_id} from node {plan.pending[0]}")
     run_with_recorded_parameters(
         project,
         record,
-        pipeline_names=record["pipelines"],
+        pipeline_names=record.pipelines,
         from_nodes=plan.pending,
         load_versions=plan.load_versions,
     )

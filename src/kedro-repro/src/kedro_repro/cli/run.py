@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.common import project_of, runs_dir_of
-from kedro_repro.record import read_record
+from kedro_repro.cli.common import LazyDefaultOption, config_of, project_of, runs_dir_of
+from kedro_repro.record import load_run
 from kedro_repro.rerun import (
     compose_pipelines,
     load_versions_of,
@@ -21,14 +21,18 @@ from kedro_repro.rerun import (
     "--from-run", "from_run", required=True, help="Load every versioned input of this run."
 )
 @click.option(
-    "--pipelines", default="evaluation", show_default=True, help="Comma-separated pipelines."
+    "--pipelines",
+    cls=LazyDefaultOption,
+    default=lambda: ",".join(config_of().rerun_pipelines),
+    show_default=True,
+    help="Comma-separated pipelines (default: the project's REPRO.rerun_pipelines).",
 )
 @click.option("--env", default=None, help="Configuration environment (default: the run's).")
 @click.pass_obj
 def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> None:
     """Run PIPELINES on the data, models and parameters of a past run (e.g. re-evaluate its model)."""
     project = project_of(metadata)
-    record = read_record(runs_dir_of(project), from_run)
+    record = load_run(runs_dir_of(project), from_run)
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
     versions = load_versions_of(record, compose_pipelines(names).inputs())
     click.echo(f"Loading from run {from_run}: {versions}")

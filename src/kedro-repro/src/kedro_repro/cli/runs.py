@@ -16,11 +16,11 @@ from kedro_repro.cli.common import (
     runs_dir_of,
     stderr_line,
 )
-from kedro_repro.record import Unreadable, scan_records
+from kedro_repro.record import RunRecord, Unreadable, scan_records
 from kedro_repro.summary import run_summary as summarize
 
 
-def run_summary(record: dict[str, Any]) -> dict[str, Any]:
+def run_summary(record: RunRecord) -> dict[str, Any]:
     """One row of ``kedro repro runs --json`` (this project's split, metrics and seed)."""
     presentation = config_of().presentation
     return summarize(record, presentation.summary_metrics, presentation.seed).to_dict()
@@ -30,7 +30,7 @@ def run_summary(record: dict[str, Any]) -> dict[str, Any]:
 @json_option("Print JSON instead of a table.")
 @click.pass_obj
 def runs(metadata: Any, as_json: bool) -> None:
-    """One row per run: id, date, pipelines, commit, parameter/data digests, seed, WER, CER, status."""
+    """One row per run: id, date, pipelines, commit, parameter/data digests, seed, headline metrics, status."""
     runs_dir = runs_dir_of(project_of(metadata))
     rows = []
     for record in scan_records(runs_dir):
@@ -38,7 +38,7 @@ def runs(metadata: Any, as_json: bool) -> None:
             stderr_line(f"unreadable: {record.path}: {record.reason}")
             continue
         row = run_summary(record)
-        seal = runlog.check_record(runs_dir, record["run_id"])
+        seal = runlog.check_record(runs_dir, record.run_id)
         if seal.status in ("modified", "log-broken"):
             row["status"] = f"{row['status']} (RECORD {seal.status.upper()})"
         rows.append(row)

@@ -19,7 +19,7 @@ from kedro_repro.cli.common import (
 )
 from kedro_repro.hashing import digest_hex
 from kedro_repro.integrity import RunCheck, check_run
-from kedro_repro.record import read_record, status
+from kedro_repro.record import RunRecord, load_run, record_document, redacted, status
 from kedro_repro.redaction import redact_record, redact_text
 from kedro_repro.signing import default_allowed_signers
 from kedro_repro.summary import SHORT_DIGEST
@@ -42,10 +42,10 @@ def show(metadata: Any, run_id: str, as_json: bool) -> None:
         for problem in checked.problems:
             stderr_line(f"  {redact_text(problem.describe())}")
     # Redacted on output too: a record written before redaction existed may hold secrets.
-    record = redact_record(read_record(runs_dir_of(project), run_id))
-    if as_json:
-        echo_json(record)
+    if as_json:  # the document itself, as stored (redacted once more)
+        echo_json(redact_record(record_document(runs_dir_of(project), run_id)))
     else:
+        record = redacted(load_run(runs_dir_of(project), run_id))
         _print_record(record, checked)
         if not checked.problems:  # the flags file is read only once its bytes are checked
             click.echo(_review_text(project, record))
@@ -53,69 +53,70 @@ def show(metadata: Any, run_id: str, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-def _review_text(project: Path, record: dict) -> str:
+def _review_text(project: Path, record: RunRecord) -> str:
     """The run's review flags (what needs attention), read from the bundle's own file."""
     review = config_of().presentation.review_dataset
-    entry = record["ledger"].get(review) if review else None
-    if entry is None or len(entry.get("files") or {}) != 1:
+    entry = record.ledger.get(review) if review else None
+    if entry is None or len(entry.files) != 1:
         return "review       not part of this run"
-    (stored,) = entry["files"]
+    (stored,) = entry.files
     attention = json.loads((project / stored).read_text())["attention"]
     if not attention:
         return "review       nothing flagged"
     return "review       needs attention\n" + "\n".join(f"  - {item}" for item in attention)
 
 
-def _print_record(record: dict, checked: RunCheck) -> None:
-    env = record["environment"]
-    torch_env = env.get("torch") or {}
-    hardware = env.get("hardware") or {}
-    git = env.get("git") or {}
-    code = record.get("code") or {}
-    parameters = record["parameters"]
+def _print_record(record: RunRecord, checked: RunCheck) -> None:
+    env = record.environment
+    # Free-form sections, read by key: what torch, the hardware and git could tell.
+    torch_env = env.torch or {}
+    hardware = env.hardware
+    git = env.git or {}
+    patch = record.code.patch if record.code is not None else None
+    parameters = record.parameters
+    snapshot = record.data_snapshot
     lines = [
         f"integrity    {checked.verdict} ({checked.files_checked} files), record {checked.seal}, "
         f"{checked.signature.describe() if checked.signature else 'unsigned'}",
-        f"run {record['run_id']}  [{status(record)}]  started {record['started_at']}  {record.get('duration_seconds')} s",
-        f"command      {' '.join(record['command'])}",
-        f"pipelines    {', '.join(record['pipelines'])}   env {record.get('env')}",
+        f"run {record.run_id}  [{status(record)}]  started {record.started_at}  {record.duration_seconds} s",
+        f"command      {' '.join(record.command)}",
+        f"pipelines    {', '.join(record.pipelines)}   env {record.env}",
         f"code         {git.get('commit')} branch {git.get('branch')} dirty={git.get('dirty')} diff {_short(git.get('diff_digest'))}"
-        + (f"  patch stored {code['patch']}" if code.get("patch") else ""),
-        "locks        "
-        + ", ".join(f"{k} {_short(v)}" for k, v in (env.get("lock_files") or {}).items()),
-        f"parameters   {_short(parameters['digest'])} (design {_short(parameters['design_digest'])}, tunable {_short(parameters['tunable_digest'])})",
-        f"seeds        {record['seeds']}",
-        f"python       {env['python']['version']}  torch {torch_env.get('version')}  cuda {torch_env.get('cuda_version')}  cudnn {torch_env.get('cudnn_version')}",
+        + (f"  patch stored {patch}" if patch else ""),
+        "locks        " + ", ".join(f"{k} {_short(v)}" for k, v in env.lock_files.items()),
+        f"parameters   {_short(parameters.digest)} (design {_short(parameters.design_digest)}, tunable {_short(parameters.tunable_digest)})",
+        f"seeds        {record.seeds}",
+        f"python       {env.python['version']}  torch {torch_env.get('version')}  cuda {torch_env.get('cuda_version')}  cudnn {torch_env.get('cudnn_version')}",
         f"hardware     {hardware.get('cpu_model')} x{hardware.get('logical_cpus')}  gpus {hardware.get('gpus')}  driver {hardware.get('driver_version')}",
         f"threads      intra {torch_env.get('num_threads')} inter {torch_env.get('num_interop_threads')}  deterministic {torch_env.get('deterministic_algorithms')}",
-        f"data         {record.get('data_snapshot')}",
+        f"data         {snapshot.model_dump() if snapshot is not None else None}",
     ]
-    if record.get("resumed_from"):
-        lines.append(f"resumed from {record['resumed_from']}")
-    if record.get("error"):
-        lines.append(f"error        {record['error']}")
+    if record.resumed_from:
+        lines.append(f"resumed from {record.resumed_from}")
+    if record.error:
+        lines.append(f"error        {record.error}")
     click.echo("\n".join(lines))
     click.echo("inputs")
     print_table(
         ["dataset", "version", "digest"],
-        ([name, i["version"], _short(i["digest"])] for name, i in record["inputs"].items()),
+        ([name, i.version, _short(i.digest)] for name, i in record.inputs.items()),
         indent=2,
     )
     click.echo("ledger (dataset saved by node: content digest)")
     print_table(
         ["dataset", "node", "digest"],
-        ([name, e["node"], _short(e["digest"])] for name, e in record["ledger"].items()),
+        ([name, e.node, _short(e.digest)] for name, e in record.ledger.items()),
         indent=2,
     )
     click.echo("nodes")
     print_table(
         ["node", "seconds"],
-        ([name, n["seconds"]] for name, n in record["nodes"].items()),
+        ([name, n.seconds] for name, n in record.nodes.items()),
         indent=2,
     )
-    lines = [f"non-deterministic operations: {record['nondeterministic_operations'] or 'none met'}"]
+    lines = [f"non-deterministic operations: {record.nondeterministic_operations or 'none met'}"]
     describe = config_of().presentation.describe_metrics
-    if describe is not None and record.get("metrics") is not None:
-        lines += [f"metrics      {line}" for line in describe(record["metrics"])]
+    if describe is not None and record.metrics is not None:
+        lines += [f"metrics      {line}" for line in describe(record.metrics)]
     lines += [f"note         {note}" for note in checked.notes]
     click.echo("\n".join(lines))

@@ -26,7 +26,7 @@ from kedro_repro.cli.common import (
 )
 from kedro_repro.diff import explain_divergence, read_snapshot
 from kedro_repro.integrity import ArtifactTamperedError, require_intact
-from kedro_repro.record import RecordError, read_record
+from kedro_repro.record import RecordError, RunRecord, load_run
 from kedro_repro.rerun import compose_pipelines, recorded_parameters
 
 
@@ -36,7 +36,7 @@ def _verify_module() -> Any:
     return verify
 
 
-def current_data(project: Path, record: dict) -> dict[str, str] | None:
+def current_data(project: Path, record: RunRecord) -> dict[str, str] | None:
     """key -> value of the project's ``current_data`` table as it is now (``settings.REPRO``);
     None when the project declares none or the table does not exist yet.
 
@@ -51,7 +51,7 @@ def current_data(project: Path, record: dict) -> dict[str, str] | None:
     if table is None:
         return None
     with KedroSession.create(
-        project_path=project, env=record.get("env"), runtime_params=recorded_parameters(record)
+        project_path=project, env=record.env, runtime_params=recorded_parameters(record)
     ) as session:
         catalog = session.load_context().catalog
         if not catalog.exists(table.dataset):
@@ -147,7 +147,7 @@ def verify_command(
     verify = _verify_module()
     project = project_of(metadata)
     require_intact(project, run_id, what="to verify")
-    record = read_record(runs_dir_of(project), run_id)
+    record = load_run(runs_dir_of(project), run_id)
     snapshot = read_snapshot(runs_dir_of(project), run_id)
     try:
         current = current_data(project, record)
@@ -166,9 +166,9 @@ def verify_command(
             raise click.ClickException(
                 f"the data differs from run {run_id}'s snapshot; not replayed:\n" + "\n".join(lines)
             )
-    pipeline = compose_pipelines(record["pipelines"])
+    pipeline = compose_pipelines(record.pipelines)
     if workdir is not None:
-        _check_workdir(project, Path(workdir), record.get("env"))
+        _check_workdir(project, Path(workdir), record.env)
     replay_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"verify-{run_id}-"))
     try:
         result = _replay(
