@@ -6,12 +6,16 @@ directory with ``mkdir`` (atomic on POSIX file systems); if another run already 
 it takes the next millisecond.
 
 It also pins every versioned dataset the run produces to the run's own version (Kedro's public
-``load_versions``), so a run loads what it saved itself, never a concurrent run's newer "latest".
+``load_versions``), so a run loads what it saved itself, never a concurrent run's newer "latest";
+and every versioned input another node of the project produces to the newest recorded run of the
+same environment and upstream parameters (:mod:`kedro_repro.upstream`), so a partial run
+(``--pipelines``, ``--from-nodes``) never reads another configuration's data.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +29,7 @@ from kedro_repro.record import RUNS_DIR
 
 __all__ = ["RUNS_DIR", "ClaimedRunSession", "claim_run_id", "versioned_entries"]
 
+_LOGGER = logging.getLogger(__name__)
 _FORMAT = "%Y-%m-%dT%H.%M.%S.%f"
 
 
@@ -68,8 +73,9 @@ _FILTERS = {
 
 
 class ClaimedRunSession(KedroSession):
-    """:class:`KedroSession` that claims a unique run id under ``data/09_runs`` when it runs and
-    loads the datasets the run saves at the run's own version."""
+    """:class:`KedroSession` that claims a unique run id under ``data/09_runs`` when it runs,
+    loads the datasets the run saves at the run's own version, and the versioned inputs other
+    nodes produce at the newest version recorded under the run's own configuration."""
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         run_id = claim_run_id(self._project_path / RUNS_DIR, self.session_id)
@@ -80,25 +86,111 @@ class ClaimedRunSession(KedroSession):
         arguments = dict(call.arguments)
         arguments.pop("self")
         pinned = dict(arguments["load_versions"] or {})
-        own = self._produced_versioned(arguments) - pinned.keys()
+        pipeline = self._filtered_pipeline(arguments)
+        context = self.load_context()
+        catalog, credentials = _catalog_config(context.config_loader)
+        own = versioned_entries(catalog, credentials, pipeline.all_outputs()) - pinned.keys()
         # Pins to the run's own id are told apart from the user's by that id (no other run has it).
-        arguments["load_versions"] = dict.fromkeys(sorted(own), run_id) | pinned
+        upstream = self._upstream_versions(
+            context, catalog, credentials, pipeline, exclude=pinned.keys() | own
+        )
+        arguments["load_versions"] = dict.fromkeys(sorted(own), run_id) | upstream | pinned
         return super().run(**arguments)
 
-    def _produced_versioned(self, arguments: dict[str, Any]) -> set[str]:
-        """The versioned datasets the filtered pipeline of this run saves."""
+    def _filtered_pipeline(self, arguments: dict[str, Any]) -> Any:
+        """The pipeline this run runs: the requested pipelines, filtered by the run's options."""
         from kedro.framework.project import pipelines
 
         from kedro_repro.rerun import compose_pipelines
 
         # As KedroSession.run does: only the requested pipelines are built.
         pipelines.set_requested(arguments["pipeline_names"] or None)
-        pipeline = compose_pipelines(arguments["pipeline_names"] or ["__default__"]).filter(
+        return compose_pipelines(arguments["pipeline_names"] or ["__default__"]).filter(
             **{to: arguments[key] for key, to in _FILTERS.items()}
         )
-        loader = self.load_context().config_loader
-        try:
-            credentials = loader["credentials"]
-        except MissingConfigException:
-            credentials = {}
-        return versioned_entries(loader["catalog"], credentials, pipeline.all_outputs())
+
+    def _upstream_versions(
+        self,
+        context: Any,
+        catalog: dict[str, Any],
+        credentials: dict[str, Any],
+        pipeline: Any,
+        exclude: set[str],
+    ) -> dict[str, str]:
+        """Versions of the run's free versioned inputs that nodes of the project produce: each
+        the newest recorded under this run's environment and upstream parameter values
+        (:func:`kedro_repro.upstream.choose_upstream`; raises when only others' exist)."""
+        # Imported here: every kedro command imports this module, only runs need these.
+        from kedro_repro.record import list_records
+        from kedro_repro.upstream import choose_upstream, comparable_parameters, upstream_parameters
+
+        free = {
+            name
+            for name in pipeline.inputs()
+            if name not in exclude and not name.startswith("params:") and name != "parameters"
+        }
+        candidates = versioned_entries(catalog, credentials, free)
+        runs_dir = self._project_path / RUNS_DIR
+        if not candidates or not runs_dir.is_dir():
+            return {}  # a full run, or nothing recorded yet: nothing to choose
+        nodes = _project_nodes()
+        produced = {output for node in nodes for output in node.outputs}
+        inputs = {name: upstream_parameters(nodes, name) for name in candidates & produced}
+        if not inputs:
+            return {}
+        resolver = CatalogConfigResolver(catalog, credentials)
+
+        def exists(dataset: str, version: str) -> bool:
+            filepath = resolver.resolve_pattern(dataset).get("filepath")
+            if not isinstance(filepath, str) or "://" in filepath:
+                return True  # not a local path: Kedro reports a missing version itself
+            return (self._project_path / filepath / version).exists()
+
+        chosen = choose_upstream(
+            list_records(runs_dir),
+            inputs,
+            context.env,
+            comparable_parameters(_raw_parameters(context.config_loader)),
+            exists,
+        )
+        for choice in chosen.values():
+            _LOGGER.info(
+                "Input %s: version %s, saved by run %s under this run's configuration",
+                choice.dataset,
+                choice.version,
+                choice.run_id,
+            )
+        return {name: choice.version for name, choice in chosen.items()}
+
+
+def _catalog_config(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The catalog configuration and credentials (none when the project has no credentials)."""
+    try:
+        credentials = loader["credentials"]
+    except MissingConfigException:
+        credentials = {}
+    return loader["catalog"], credentials
+
+
+def _raw_parameters(loader: Any) -> dict[str, Any]:
+    """The run's parameters as configured (runtime ones merged in), as its record keeps them.
+
+    Not ``context.params``: Kedro turns sections that nodes annotate with a model into models.
+    """
+    try:
+        return dict(loader["parameters"])
+    except MissingConfigException:
+        return dict(getattr(loader, "runtime_params", None) or {})
+
+
+def _project_nodes() -> list[Any]:
+    """Every node of every registered pipeline (by name, once): where each dataset comes from.
+
+    The registry is read in full here; KedroSession.run narrows it to the requested pipelines
+    again before it runs.
+    """
+    from kedro.framework.project import pipelines
+
+    pipelines.set_requested(None)
+    nodes = {node.name: node for pipeline in pipelines.values() for node in pipeline.nodes}
+    return list(nodes.values())
