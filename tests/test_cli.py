@@ -13,9 +13,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "speech_repro"
 CORE = Path(__file__).resolve().parents[1] / "src" / "kedro-repro" / "src" / "kedro_repro"
 
 
-def test_importing_the_commands_imports_no_torch_pandas_or_scipy():
-    """Kedro imports the project's CLI on every `kedro` call; read-only commands stay light."""
-    probe = "import sys, speech_repro.cli; print(sorted({'torch', 'pandas', 'scipy'} & set(sys.modules)))"
+def test_settings_commands_and_plugin_import_no_torch_pandas_or_scipy():
+    """Kedro imports the settings, the project's CLI and the plugin's hooks on every `kedro` call."""
+    probe = (
+        "import sys, speech_repro.settings, speech_repro.cli, kedro_repro.plugin; "
+        "print(sorted({'torch', 'pandas', 'scipy', 'numpy'} & set(sys.modules)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )

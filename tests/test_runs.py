@@ -118,6 +118,30 @@ def test_runs_lists_the_run_with_its_metrics(project, first_run):
     assert sum(line.startswith("metrics ") for line in shown) == 3  # one line per split
 
 
+HEAVY = ("torch", "scipy", "pandas")
+
+
+@pytest.mark.parametrize("command", ["runs", "show", "diff", "check", "export"])
+def test_commands_that_read_records_import_no_torch_scipy_or_pandas(project, first_run, command):
+    """A real ``kedro repro <command>``: Python's import log names no heavy library (settings.py,
+    the plugin and the command all stay light)."""
+    arguments = {"runs": [], "diff": [first_run, first_run]}.get(command, [first_run])
+    result = run_kedro(
+        project,
+        "repro",
+        command,
+        *arguments,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    imported = {
+        line.split("|")[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert f"kedro_repro.cli.{command}" in imported, result.stderr[-2000:]  # the log is read
+    assert not {m for m in imported if m.split(".")[0] in HEAVY}, command
+
+
 def test_re_evaluation_from_a_past_run_reproduces_its_metrics_exactly(project, first_run):
     run_kedro(project, "repro", "run", "--from-run", first_run, "--pipelines", "evaluation")
     rerun = _latest(project)

@@ -17,9 +17,7 @@ from pydantic import Field, field_validator
 
 from kedro_repro.determinism import DeterminismPolicy
 from kedro_repro.params import ParameterSection
-from speech_repro.asr.audio import AudioPolicy
-from speech_repro.asr.augment import SpecAugmentConfig
-from speech_repro.asr.features import FeatureConfig
+from speech_repro.asr.config import AudioPolicy, FeatureConfig, SpecAugmentConfig
 from speech_repro.asr.text import TextNormalization
 
 

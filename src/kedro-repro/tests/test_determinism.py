@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -169,3 +171,30 @@ def test_strict_mode_fails_on_such_an_operation():
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
     with pytest.raises(ValueError, match="strict or warn"):
         DeterminismPolicy(mode="sometimes")
+
+
+_POLICY_PROBE = """
+import sys, torch
+from kedro_repro.determinism import DeterminismPolicy, apply_policy
+apply_policy(DeterminismPolicy(threads=1, mode={mode!r}))
+compiler = sorted(m for m in ("torch._inductor", "torch._dynamo") if m in sys.modules)
+kernels = (torch.are_deterministic_algorithms_enabled(),
+           torch.is_deterministic_algorithms_warn_only_enabled())
+import torch._inductor.config as inductor_config  # as torch.compile would, later
+print(compiler, kernels, inductor_config.deterministic)
+"""
+
+
+@pytest.mark.parametrize(("mode", "warn_only"), [("strict", False), ("warn", True)])
+def test_the_determinism_switch_imports_no_compiler_and_still_reaches_inductor(mode, warn_only):
+    """torch.use_deterministic_algorithms imports torch._inductor (1.2 s); the policy does not,
+    and inductor, imported afterwards, still runs deterministically."""
+    environment = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
+    result = subprocess.run(
+        [sys.executable, "-c", _POLICY_PROBE.format(mode=mode)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    )
+    assert result.stdout.split("\n")[-2] == f"[] (True, {warn_only}) True", result.stdout

@@ -9,32 +9,10 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
-from pydantic import ConfigDict
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from speech_repro.asr.config import AudioPolicy
 
 MAX_SAMPLE = 1e3  # full scale is 1.0; far beyond it is a broken float file, not loud speech
-
-
-# A pydantic dataclass: validated when built, unknown fields refused (parameters).
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class AudioPolicy:
-    """What to do with audio that is not already at the target rate and mono.
-
-    ``resample``: bring other sample rates to ``sample_rate`` (torchaudio's band-limited sinc
-    resampling), or reject them. ``downmix``: ``mean`` of the channels, the ``first`` channel, or
-    ``error`` to reject multi-channel audio. Utterances outside ``[min_seconds, max_seconds]``
-    are rejected.
-    """
-
-    sample_rate: int = 16000
-    resample: bool = True
-    downmix: str = "mean"
-    min_seconds: float = 0.1
-    max_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.downmix not in {"mean", "first", "error"}:
-            raise ValueError(f"audio.downmix must be mean, first or error, not {self.downmix!r}")
 
 
 @dataclass(frozen=True)

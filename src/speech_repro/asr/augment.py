@@ -9,20 +9,8 @@ composition, worker count or resume point.
 from __future__ import annotations
 
 import torch
-from pydantic import ConfigDict
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-
-# A pydantic dataclass: validated when built, unknown fields refused (parameters).
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class SpecAugmentConfig:
-    """Mask counts and maximum widths (frequency bins, frames); ``p`` is the chance to augment."""
-
-    freq_masks: int = 2
-    freq_width: int = 8
-    time_masks: int = 2
-    time_width: int = 10
-    p: float = 1.0
+from speech_repro.asr.config import SpecAugmentConfig
 
 
 def spec_augment(

@@ -4,27 +4,8 @@ from __future__ import annotations
 
 import torch
 import torchaudio
-from pydantic import ConfigDict
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-
-# A pydantic dataclass: validated when built, unknown fields refused (parameters).
-@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class FeatureConfig:
-    """Log-mel settings; defaults are the usual 25 ms windows every 10 ms at 16 kHz."""
-
-    sample_rate: int = 16000
-    n_fft: int = 400
-    win_length: int = 400
-    hop_length: int = 160
-    n_mels: int = 40
-    f_min: float = 20.0
-    f_max: float = 7600.0
-    log_floor: float = 1e-6
-
-    def expected_frames(self, num_samples: int) -> int:
-        """Frame count for a waveform of ``num_samples`` (centred frames: 1 + n // hop)."""
-        return 1 + num_samples // self.hop_length
+from speech_repro.asr.config import FeatureConfig
 
 
 class LogMel(torch.nn.Module):

@@ -11,13 +11,18 @@ import contextlib
 import hashlib
 import os
 import random
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+if TYPE_CHECKING:
+    import torch
+
+# numpy and torch are imported in the functions that use them: project settings import the
+# policy (parameter schema), and a kedro command that only reads records must not pay for torch.
 
 
 def derive_seed(master_seed: int, *keys: object) -> int:
@@ -28,11 +33,16 @@ def derive_seed(master_seed: int, *keys: object) -> int:
 
 def make_generator(master_seed: int, *keys: object) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded from :func:`derive_seed`."""
+    import torch
+
     return torch.Generator().manual_seed(derive_seed(master_seed, *keys))
 
 
 def seed_globals(seed: int) -> None:
     """Seed the global RNGs of ``random``, NumPy and torch (all devices)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -44,6 +54,9 @@ def seed_worker(worker_id: int) -> None:
     torch already gives each worker ``base_seed + worker_id``, with ``base_seed`` drawn from the
     loader's own generator, so this stays a pure function of the loader seed and worker id.
     """
+    import numpy as np
+    import torch
+
     worker_seed = torch.initial_seed() % 2**63
     random.seed(worker_seed)
     np.random.seed(derive_seed(worker_seed, "numpy", worker_id) % 2**32)
@@ -51,6 +64,9 @@ def seed_worker(worker_id: int) -> None:
 
 def capture_rng_state() -> dict[str, Any]:
     """Every global RNG state needed to continue a run bit-exactly."""
+    import numpy as np
+    import torch
+
     version, internal, gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state: dict[str, Any] = {
@@ -82,6 +98,8 @@ def preserved_rng_state() -> Iterator[None]:
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """Run a block with ``threads`` intra-op threads, then restore the previous count."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -92,6 +110,9 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng_state`."""
+    import numpy as np
+    import torch
+
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
     np_state = state["numpy"]
@@ -135,15 +156,24 @@ class DeterminismPolicy:
 
 def apply_policy(policy: DeterminismPolicy) -> None:
     """Apply ``policy`` to this process (torch threads, deterministic kernels, cuDNN, TF32)."""
+    import torch
+
     # cuBLAS reads this when CUDA initialises, so set it before any CUDA call.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", policy.cublas_workspace_config)
     torch.set_num_threads(policy.threads)
     # May only be set once per process, before any inter-op work started.
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(policy.interop_threads)
-    torch.use_deterministic_algorithms(
-        policy.deterministic_algorithms, warn_only=policy.mode == "warn"
-    )
+    warn_only = policy.mode == "warn"
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(policy.deterministic_algorithms, warn_only=warn_only)
+    else:
+        # torch.use_deterministic_algorithms also sets torch._inductor.config.deterministic, and
+        # importing that config imports the whole compiler stack (1.2 s per run, measured in
+        # docs/benchmarks.md) that nothing here uses. The same two effects without it: the kernel
+        # switch, and the variable inductor's config reads when something imports it later.
+        os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1" if policy.deterministic_algorithms else "0"
+        torch._C._set_deterministic_algorithms(policy.deterministic_algorithms, warn_only=warn_only)
     torch.backends.cudnn.benchmark = policy.cudnn_benchmark
     torch.backends.cudnn.deterministic = policy.deterministic_algorithms
     torch.backends.cuda.matmul.allow_tf32 = policy.allow_tf32

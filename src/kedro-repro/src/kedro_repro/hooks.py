@@ -233,7 +233,7 @@ class RunRecordHook:
             entry = record.nodes.get(node.name)
             if entry is None:
                 entry = record.nodes[node.name] = NodeEntry(
-                    outputs=sorted(node.outputs), complete=False
+                    inputs=list(node.inputs), outputs=sorted(node.outputs), complete=False
                 )
             if node.name in self._node_started:  # streamed outputs are computed while saved
                 entry.seconds = round(time.perf_counter() - self._node_started[node.name], 3)
@@ -257,6 +257,7 @@ class RunRecordHook:
             started = self._node_started.get(node.name, time.perf_counter())
             self.record.nodes[node.name] = NodeEntry(
                 seconds=round(time.perf_counter() - started, 3),
+                inputs=list(node.inputs),
                 outputs=sorted(node.outputs),
                 complete=not node.outputs,
             )

@@ -97,9 +97,14 @@ class InputEntry(_Strict):
 
 
 class NodeEntry(_Strict):
-    """A node's timing and outputs; ``complete`` once every output is saved."""
+    """A node's timing, inputs and outputs; ``complete`` once every output is saved.
+
+    ``inputs`` is None in records written before they were kept (export then reads the structure
+    from the project's pipelines, which costs importing the node code).
+    """
 
     seconds: float | None = None
+    inputs: list[Name] | None = None
     outputs: list[Name] = []
     complete: bool = True
 

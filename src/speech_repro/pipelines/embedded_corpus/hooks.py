@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from kedro.framework.hooks import hook_impl
 
-from speech_repro.corpora.dataset import SynthesizedCorpusDataset
 from speech_repro.parameters import CorpusParams
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _plan(corpus: dict[str, Any]) -> pd.DataFrame:
@@ -37,6 +38,9 @@ class EmbeddedCorpusHook:
         corpus = parameters.get(f"params:{self._parameters}")
         if corpus is None or self._dataset not in catalog:
             return
+        # Imported here: settings.py imports this module for every kedro command (pandas, audio).
+        from speech_repro.corpora.dataset import SynthesizedCorpusDataset
+
         dataset = catalog.get(self._dataset)
         if isinstance(dataset, SynthesizedCorpusDataset):
             dataset.expect(partial(_plan, corpus))

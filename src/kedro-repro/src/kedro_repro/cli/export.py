@@ -32,17 +32,26 @@ def _check_output(project: Path, output: Path, force: bool, env: str | None) -> 
 def _export_structure(project: Path, record: RunRecord) -> tuple[Any, dict[str, str]]:
     """The recorded pipelines' nodes (name, inputs, outputs) and each catalog entry's path.
 
-    The record holds digests and versions but not which node read what, nor where a dataset is
-    stored: both come from the project as it is now (the export checks nodes against the record).
+    Which node read what comes from the record; records written before it kept node inputs take
+    it from the project's pipelines as they are now (the export checks nodes against the record),
+    which imports the node code. Where a dataset is stored comes from the project's catalog.
     """
-    try:
-        pipeline = compose_pipelines(record.pipelines)
-        node_io = [(n.name, n.inputs, n.outputs) for n in pipeline.nodes]
-    except KeyError:  # a pipeline renamed or removed since the run: export without node inputs
-        node_io = None
+    if record.nodes and all(entry.inputs is not None for entry in record.nodes.values()):
+        node_io = [(name, e.inputs, e.outputs) for name, e in record.nodes.items()]
+    else:
+        node_io = _pipeline_node_io(record)
     locations = dataset_locations(project, catalog_config(project, record.env))
     # A dataset factory stands for many datasets: it has no single path.
     return node_io, {n: loc.path for n, loc in locations.items() if not loc.is_factory}
+
+
+def _pipeline_node_io(record: RunRecord) -> list[tuple[str, Any, Any]] | None:
+    """Node names, inputs and outputs of the record's pipelines in the project's code today."""
+    try:
+        pipeline = compose_pipelines(record.pipelines)
+    except KeyError:  # a pipeline renamed or removed since the run: export without node inputs
+        return None
+    return [(n.name, n.inputs, n.outputs) for n in pipeline.nodes]
 
 
 @click.command("export")
