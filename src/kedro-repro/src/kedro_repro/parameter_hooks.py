@@ -51,7 +51,7 @@ class ParameterCheckHook:
         self._loader = context.config_loader
         self._project = Path(context.project_path)
         if is_model_schema(self.schema):
-            self._raw = _configured_parameters(self._loader)
+            self._raw = configured_parameters(self._loader)
             environment = self._loader.env or getattr(self._loader, "default_run_env", None)
             self.validated = check_parameters(
                 self._raw,
@@ -88,7 +88,7 @@ class ParameterCheckHook:
         )
 
 
-def _configured_parameters(loader: Any) -> dict[str, Any]:
+def configured_parameters(loader: Any) -> dict[str, Any]:
     """The parameters as the config loader merges them (runtime ones included), as Kedro reads
     them before it validates any; none when the project has no parameter files."""
     from kedro.config import MissingConfigException

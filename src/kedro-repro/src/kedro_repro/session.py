@@ -121,6 +121,7 @@ class ClaimedRunSession(KedroSession):
         the newest recorded under this run's environment and upstream parameter values
         (:func:`kedro_repro.upstream.choose_upstream`; raises when only others' exist)."""
         # Imported here: every kedro command imports this module, only runs need these.
+        from kedro_repro.parameter_hooks import configured_parameters
         from kedro_repro.record import list_records
         from kedro_repro.upstream import choose_upstream, comparable_parameters, upstream_parameters
 
@@ -150,7 +151,8 @@ class ClaimedRunSession(KedroSession):
             list_records(runs_dir),
             inputs,
             context.env,
-            comparable_parameters(_raw_parameters(context.config_loader)),
+            # As configured, not context.params: Kedro turns sections typed by a model into models.
+            comparable_parameters(configured_parameters(context.config_loader)),
             exists,
         )
         for choice in chosen.values():
@@ -170,17 +172,6 @@ def _catalog_config(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     except MissingConfigException:
         credentials = {}
     return loader["catalog"], credentials
-
-
-def _raw_parameters(loader: Any) -> dict[str, Any]:
-    """The run's parameters as configured (runtime ones merged in), as its record keeps them.
-
-    Not ``context.params``: Kedro turns sections that nodes annotate with a model into models.
-    """
-    try:
-        return dict(loader["parameters"])
-    except MissingConfigException:
-        return dict(getattr(loader, "runtime_params", None) or {})
 
 
 def _project_nodes() -> list[Any]:
