@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -10,10 +11,11 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 from kedro_datasets._typing import HTMLPreview, JSONPreview, TablePreview
-from markdown_it import MarkdownIt
 
-from kedro_repro.atomic import atomic_open, atomic_path
+from kedro_repro.atomic import atomic_open, atomic_path, atomic_write_bytes
 from kedro_repro.checkpoints import CheckpointStore
+from kedro_repro.identity import current_run
+from kedro_repro.report import Report, identity_header, markdown_to_html
 from kedro_repro.shards import INDEX_FILE, ShardedTensors, write_shards
 from kedro_repro.state import load_state, save_state
 
@@ -230,7 +232,9 @@ class TableDataset(VersionedFileDataset):
             write(tmp, **self._save_args)
 
     def preview(self, nrows: int = 5) -> TablePreview:
-        """The first rows, for kedro-viz."""
+        """The first rows, for kedro-viz; ``None`` before any run saved the table."""
+        if not self.exists():  # a pipeline that has not run yet: nothing to show, not an error
+            return None  # type: ignore[return-value]
         return TablePreview(self.load().head(nrows).to_dict(orient="split"))
 
 
@@ -245,36 +249,57 @@ class JSONDataset(VersionedFileDataset):
             json.dump(data, handle, indent=2)
 
     def preview(self) -> JSONPreview:
-        """The document, for kedro-viz."""
+        """The document, for kedro-viz; ``None`` before any run saved it."""
+        if not self.exists():
+            return None  # type: ignore[return-value]
         return JSONPreview(json.dumps(self.load(), indent=2))
 
 
 class MarkdownReportDataset(VersionedFileDataset):
-    """A Markdown report, written with its HTML rendering beside it (same name, ``.html``).
+    """A Markdown report, written with its figures and its HTML page beside it.
 
-    Markdown is what a reviewer diffs; HTML is what a browser and kedro-viz's preview show.
+    A node returns a :class:`~kedro_repro.report.Report` (Markdown and figures) or plain Markdown.
+    ``save`` writes, in the version's folder, each figure as ``<name>.png`` (the Markdown links it
+    by that name), the page ``<report>.html`` and last the Markdown. The page embeds the figures
+    as ``data:`` URIs and shows the run's identity (:func:`~kedro_repro.report.identity_header`);
+    the Markdown is the node's text, byte for byte, so a replay reproduces it. ``load`` returns
+    the Markdown, ``preview`` the stored page.
     """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        figure_dpi: int = 100,
+        version: Version | None = None,
+        metadata: dict | None = None,
+    ):
+        super().__init__(filepath=filepath, version=version, metadata=metadata)
+        self.figure_dpi = figure_dpi
 
     def load(self) -> str:
         return self.load_path.read_text()
 
-    def save(self, data: str) -> None:
-        with atomic_open(self.save_path.with_suffix(".html")) as handle:
-            handle.write(markdown_to_html(data))
-        with atomic_open(self.save_path) as handle:  # last: its presence marks the pair complete
-            handle.write(data)
+    def save(self, data: str | Report) -> None:
+        report = data if isinstance(data, Report) else Report(data)
+        path = self.save_path
+        images = {}
+        for name, figure in report.figures.items():
+            if PurePosixPath(name).name != name or not name.endswith(".png") or name == path.name:
+                raise DatasetError(f"report figure names are plain .png file names, not {name!r}")
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=self.figure_dpi)
+            images[name] = buffer.getvalue()
+            atomic_write_bytes(path.parent / name, images[name])
+        header = identity_header(current_run(), self.resolve_save_version())
+        with atomic_open(path.with_suffix(".html")) as handle:
+            handle.write(markdown_to_html(report.markdown, images, header))
+        with atomic_open(path) as handle:  # last: its presence marks the report complete
+            handle.write(report.markdown)
 
     def preview(self) -> HTMLPreview:
-        """The report as HTML, for kedro-viz."""
-        return HTMLPreview(markdown_to_html(self.load()))
-
-
-def markdown_to_html(markdown: str) -> str:
-    """A standalone HTML page of CommonMark with tables."""
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
-    return (
-        '<!doctype html><html><head><meta charset="utf-8"><style>'
-        "body{font-family:sans-serif;max-width:60em;margin:1em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
-        f"</style></head><body>{body}</body></html>\n"
-    )
+        """The stored page (identity and figures included), or ``None`` before any run saved one."""
+        if not self.exists():
+            return None  # type: ignore[return-value]
+        page = self.load_path.with_suffix(".html")
+        return HTMLPreview(page.read_text() if page.exists() else markdown_to_html(self.load()))

@@ -19,7 +19,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 from kedro.io.core import VersionNotFoundError
 
-from kedro_repro import runlog
+from kedro_repro import identity, runlog
 from kedro_repro.code import capture_code
 from kedro_repro.config import ReproConfig
 from kedro_repro.environment import capture_environment
@@ -181,6 +181,8 @@ class RunRecordHook:
             error=None,
         )
         self.record.code = capture_code(self._project, self._dir)
+        # Datasets that present the run (a report's header) read its identity from this record.
+        identity.publish(lambda: self.record)
         self._capture_warnings()
         self._write()
 

@@ -41,5 +41,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["norm_stats", "drift_report"],
                 name="fit_normalization",
             ),
-        ]
+        ],
+        tags="data",
     )

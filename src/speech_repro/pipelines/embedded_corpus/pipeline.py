@@ -9,4 +9,6 @@ def create_pipeline(**kwargs) -> Pipeline:
     # data-processing nodes import torch.
     from ..data_processing.nodes import plan_corpus
 
-    return Pipeline([Node(plan_corpus, "params:corpus", "raw_corpus", name="plan_corpus")])
+    return Pipeline(
+        [Node(plan_corpus, "params:corpus", "raw_corpus", name="plan_corpus")], tags="data"
+    )

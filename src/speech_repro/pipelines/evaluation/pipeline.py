@@ -29,5 +29,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["metrics", "wer_per_split", "wer_per_speaker"],
                 name="score",
             ),
-        ]
+        ],
+        tags="evaluation",
     )

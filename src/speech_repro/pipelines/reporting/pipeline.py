@@ -34,7 +34,8 @@ def data_review_pipeline() -> Pipeline:
                 "feature_distribution_plot",
                 name="plot_feature_distributions",
             ),
-        ]
+        ],
+        tags="reporting",
     )
 
 
@@ -61,7 +62,8 @@ def run_report_pipeline() -> Pipeline:
                 "run_report",
                 name="write_run_report",
             ),
-        ]
+        ],
+        tags="reporting",
     )
 
 

@@ -85,6 +85,7 @@ def seed_pipeline(seed: int) -> Pipeline:
         namespace=seed_namespace(seed),
         inputs=SHARED_INPUTS,
         parameters=SHARED_PARAMETERS,
+        tags="seeds",
     )
 
 
@@ -123,5 +124,6 @@ def _aggregation(seeds: list[int], summaries: list[str], logs: list[str]) -> Pip
                 "seed_report",
                 name="write_sweep_report",
             ),
-        ]
+        ],
+        tags="seeds",
     )

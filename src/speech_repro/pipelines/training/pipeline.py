@@ -30,5 +30,6 @@ def create_pipeline(training_params: str = "params:training", **kwargs) -> Pipel
                 ["model", "training_log"],
                 name="train_model",
             )
-        ]
+        ],
+        tags="training",
     )
