@@ -9,6 +9,7 @@ from speech_repro.pipelines import (
     reporting,
     seeds,
     training,
+    transcription,
 )
 
 
@@ -33,4 +34,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["seed_sweep"] = prepared + seeds.create_pipeline()
     pipelines["__default__"] = pipelines["embedded_corpus"] + pipelines["experiment"]
     pipelines["seeds"] = pipelines["embedded_corpus"] + pipelines["seed_sweep"]
+    # A trained model on new audio; pin the run with --load-versions model:RUN,norm_stats:RUN.
+    pipelines["transcription"] = transcription.create_pipeline()
     return pipelines

@@ -2,7 +2,8 @@
 
 Kedro loads this package as the project's ``cli.py``, which takes precedence over plugins: the
 ``repro`` group here is kedro-repro's (:func:`kedro_repro.cli.repro_group`) with ``compare``,
-the speaker-level comparison of two runs' hypotheses, added.
+the speaker-level comparison of two runs' hypotheses, and ``transcribe`` (a run's model on new
+audio) added.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import click
 
 from kedro_repro.cli import repro_group
 from speech_repro.cli.compare import compare
+from speech_repro.cli.transcribe import transcribe
 
 
 @click.group(name="speech-repro")
@@ -18,7 +20,7 @@ def cli() -> None:
     """speech-repro project commands."""
 
 
-repro = repro_group(extra=(compare,))
+repro = repro_group(extra=(compare, transcribe))
 cli.add_command(repro)
 
 __all__ = ["cli", "repro"]
