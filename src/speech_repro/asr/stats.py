@@ -192,3 +192,29 @@ def format_interval(entry: Mapping[str, Any], spec: str = ".2%") -> str:
     if entry["ci_low"] is None:
         return f"undefined: {entry.get('ci_undefined') or 'no interval'}"
     return f"[{entry['ci_low']:{spec}}, {entry['ci_high']:{spec}}]"
+
+
+WORD_INTERVAL_METHOD = (
+    "Wilson score interval over the speaker's reference words (errors capped at the word count;"
+    " words taken as independent, so narrower than the truth)"
+)
+
+
+def speaker_word_intervals(per_speaker: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """``per_speaker`` (evaluation's ``wer_per_speaker``) with a Wilson interval on each WER.
+
+    Errors are S + D + I over ``reference_words``. A speaker has too few utterances to resample,
+    so the interval treats each reference word as one trial (see :data:`WORD_INTERVAL_METHOD`);
+    a speaker without reference words gets NaN.
+    """
+    errors = per_speaker[["substitutions", "deletions", "insertions"]].sum(axis=1).astype(int)
+    words = per_speaker["reference_words"].astype(int)
+    bounds = [
+        scipy.stats.binomtest(min(e, w), w).proportion_ci(level, method="wilson") if w > 0 else None
+        for e, w in zip(errors, words, strict=True)
+    ]
+    return per_speaker.assign(
+        errors=errors,
+        ci_low=[b.low if b is not None else np.nan for b in bounds],
+        ci_high=[b.high if b is not None else np.nan for b in bounds],
+    )
