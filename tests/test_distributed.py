@@ -47,7 +47,7 @@ def _train(prepared, params, store, world_size=WORLD, **training):
 def reference(prepared, params, tmp_path_factory):
     """One uninterrupted 2-process run with a checkpoint after every step: (bundle, log, store)."""
     store = CheckpointStore(tmp_path_factory.mktemp("ddp-reference"))
-    bundle, log = _train(prepared, params, store)
+    bundle, log, _ = _train(prepared, params, store)
     return bundle, log, store
 
 
@@ -61,7 +61,7 @@ def train_lengths(prepared):
 
 def test_a_ddp_run_completes_and_reproduces_bit_for_bit(reference, prepared, params, tmp_path):
     bundle, log, store = reference
-    again, again_log = _train(prepared, params, CheckpointStore(tmp_path))
+    again, again_log, _ = _train(prepared, params, CheckpointStore(tmp_path))
     assert tensors_digest(again["weights"]) == tensors_digest(bundle["weights"])
     assert again_log.equals(log)
     # Every intermediate state too, RNG states of both ranks included.
@@ -89,7 +89,7 @@ def test_ddp_resume_from_a_mid_epoch_checkpoint_is_bit_exact(reference, prepared
     name = store.directory / f"step-{killed_at:09d}.safetensors"
     shutil.copy2(name, killed / name.name)
     resumed_store = CheckpointStore(tmp_path / "resumed", resume_from=killed)
-    resumed, resumed_log = _train(prepared, params, resumed_store)
+    resumed, resumed_log, _ = _train(prepared, params, resumed_store)
     assert tensors_digest(resumed["weights"]) == tensors_digest(bundle["weights"])
     assert resumed_log.equals(log)
     assert resumed_store.steps() == list(range(killed_at + 1, len(log) + 1))
@@ -99,8 +99,12 @@ def test_world_size_2_differs_from_1_only_as_expected(
     reference, prepared, params, train_lengths, tmp_path, record_property
 ):
     bundle, log, _ = reference
-    single, single_log = _train(prepared, params, CheckpointStore(tmp_path / "one"), world_size=1)
-    plain, plain_log = _train(prepared, params, CheckpointStore(tmp_path / "plain"), distributed={})
+    single, single_log, _ = _train(
+        prepared, params, CheckpointStore(tmp_path / "one"), world_size=1
+    )
+    plain, plain_log, _ = _train(
+        prepared, params, CheckpointStore(tmp_path / "plain"), distributed={}
+    )
     # World size 1 is the plain single-process run, bit for bit.
     assert tensors_digest(single["weights"]) == tensors_digest(plain["weights"])
     assert single_log.equals(plain_log)

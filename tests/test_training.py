@@ -48,9 +48,9 @@ def _train(prepared, params, store, determinism=None, **training):
 
 
 def test_same_seed_same_bits_other_seed_other_bits(prepared, params, tmp_path):
-    first, log_a = _train(prepared, params, CheckpointStore(tmp_path / "a"))
-    second, log_b = _train(prepared, params, CheckpointStore(tmp_path / "b"))
-    other, _ = _train(
+    first, log_a, _ = _train(prepared, params, CheckpointStore(tmp_path / "a"))
+    second, log_b, _ = _train(prepared, params, CheckpointStore(tmp_path / "b"))
+    other, _, _ = _train(
         prepared, params, CheckpointStore(tmp_path / "c"), seed=params["training"]["seed"] + 1
     )
     assert tensors_digest(first["weights"]) == tensors_digest(second["weights"])
@@ -59,20 +59,20 @@ def test_same_seed_same_bits_other_seed_other_bits(prepared, params, tmp_path):
 
 
 def test_resume_after_a_crash_is_bit_exact(prepared, params, tmp_path):
-    uninterrupted, full_log = _train(prepared, params, CheckpointStore(tmp_path / "straight"))
+    uninterrupted, full_log, _ = _train(prepared, params, CheckpointStore(tmp_path / "straight"))
     with pytest.raises(Crash):
         _train(prepared, params, CrashingStore(tmp_path / "crashed"))
     assert CheckpointStore(tmp_path / "crashed").steps() == [
         len(full_log) // params["training"]["epochs"]
     ]
-    resumed, resumed_log = _train(prepared, params, CheckpointStore(tmp_path / "crashed"))
+    resumed, resumed_log, _ = _train(prepared, params, CheckpointStore(tmp_path / "crashed"))
     assert tensors_digest(resumed["weights"]) == tensors_digest(uninterrupted["weights"])
     assert resumed_log.equals(full_log)
 
 
 def test_each_epoch_leaves_a_full_checkpoint(prepared, params, tmp_path):
     store = CheckpointStore(tmp_path)
-    _, log = _train(prepared, params, store)
+    _, log, _ = _train(prepared, params, store)
     assert len(store.steps()) == params["training"]["epochs"]
     step, state = store.latest()
     assert step == len(log)

@@ -11,9 +11,9 @@ nodes used when a key was left out, so a configuration means what it meant befor
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kedro_repro.determinism import DeterminismPolicy
 from kedro_repro.params import ParameterSection
@@ -92,6 +92,37 @@ class DistributedParams(ParameterSection):
     backend: str = "auto"
 
 
+class SelectionParams(ParameterSection):
+    """Which weights training returns, judged on ``split`` (greedy raw WER, evaluation's decoding).
+
+    ``criterion``: ``last`` (the final step's weights; what training always returned) or
+    ``best_dev_wer`` (the evaluated step with the lowest WER on ``split``; ties: the earlier).
+    ``eval_every_steps``: None (once per epoch, at its end), N (every N steps and at the last
+    step) or 0 (never: only with ``last`` and no ``patience``). ``patience``: None (train every
+    epoch), or stop after K evaluations in a row that do not improve on the best WER by more than
+    ``min_delta``. The evaluation consumes no random numbers and leaves the model in train mode,
+    so it never changes the trained weights.
+    """
+
+    criterion: Literal["last", "best_dev_wer"] = "last"
+    split: str = "dev"
+    eval_every_steps: int | None = Field(default=None, ge=0)
+    patience: int | None = Field(default=None, ge=1)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    batch_size: int = Field(default=64, ge=1)
+    """Utterances per batch when decoding ``split``."""
+
+    @model_validator(mode="after")
+    def _needs_evaluations(self) -> SelectionParams:
+        if self.eval_every_steps == 0 and (self.criterion != "last" or self.patience is not None):
+            raise ValueError(
+                f"eval_every_steps 0 evaluates nothing, but criterion {self.criterion!r} and "
+                f"patience {self.patience} need dev evaluations: set eval_every_steps to null "
+                "(once per epoch) or a number of steps"
+            )
+        return self
+
+
 class TrainingParams(ParameterSection):
     """The training loop's settings (:func:`speech_repro.pipelines.training.loop.fit`)."""
 
@@ -109,6 +140,7 @@ class TrainingParams(ParameterSection):
     specaugment: SpecAugmentConfig | None
     """None (or an empty mapping): no augmentation."""
     distributed: DistributedParams = Field(default_factory=DistributedParams)
+    selection: SelectionParams = Field(default_factory=SelectionParams)
 
     @field_validator("specaugment", mode="before")
     @classmethod
@@ -116,9 +148,9 @@ class TrainingParams(ParameterSection):
         # The loop has always trained without augmentation for any false value ({} included).
         return value or None
 
-    @field_validator("distributed", mode="before")
+    @field_validator("distributed", "selection", mode="before")
     @classmethod
-    def _empty_is_one_process(cls, value: Any) -> Any:
+    def _empty_is_default(cls, value: Any) -> Any:
         return value or {}
 
 
@@ -135,10 +167,29 @@ class ModelParams(ParameterSection):
 
 
 class EvaluationParams(ParameterSection):
-    """Which splits are decoded and scored, in batches of ``batch_size``."""
+    """Which splits are decoded and scored, in batches of ``batch_size``.
+
+    ``lexicon``: None (off), or the words greedy output may be constrained to: each hypothesis
+    word is replaced by the closest lexicon word by edit distance (ties: the one listed first),
+    and the constrained WER is reported beside the raw one. Words are normalised like the
+    transcripts; each must be one non-empty word.
+    """
 
     splits: list[str]
     batch_size: int
+    lexicon: list[str] | None = None
+
+    @field_validator("lexicon")
+    @classmethod
+    def _words(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("an empty lexicon constrains nothing: use null to turn it off")
+        bad = [w for w in value if not w.strip() or len(w.split()) != 1]
+        if bad:
+            raise ValueError(f"lexicon entries must be single words, not {bad}")
+        return value
 
 
 class TextParams(ParameterSection):

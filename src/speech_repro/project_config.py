@@ -43,12 +43,21 @@ def describe_wer_test(verdict: dict[str, Any]) -> str:
 
 
 def describe_metrics(metrics: dict[str, Any]) -> list[str]:
-    """One line per scored split: WER, CER, MER, WIL and the number of utterances."""
-    return [
+    """One line per scored split: WER, CER, MER, WIL and the number of utterances (with a
+    lexicon, the constrained WER too); then which training step the model is, and why."""
+    lines = [
         f"{split:<6} WER {r['wer']:.4f}  CER {r['cer']:.4f}  MER {r['mer']:.4f}  "
-        f"WIL {r['wil']:.4f}  ({r['utterances']} utterances)"
+        f"WIL {r['wil']:.4f}"
+        + (f"  constrained WER {r['constrained_wer']:.4f}" if "constrained_wer" in r else "")
+        + f"  ({r['utterances']} utterances)"
         for split, r in (metrics.get("splits") or {}).items()
     ]
+    if selection := metrics.get("selection"):  # runs from before selection was recorded: none
+        lines.append(
+            f"model  step {selection['selected_step']} of {selection['planned_steps']} "
+            f"({selection['criterion']}): {selection['reason']}"
+        )
+    return lines
 
 
 REPRO = ReproConfig(

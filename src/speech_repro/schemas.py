@@ -95,6 +95,8 @@ class Hypotheses(pa.DataFrameModel):
     speaker: Series[str]
     reference: Series[str] = pa.Field(str_length={"min_value": 1})
     hypothesis: Series[str] = pa.Field(nullable=False)
+    hypothesis_constrained: Series[str] | None = pa.Field(nullable=False)
+    """Lexicon-constrained ``hypothesis`` (``evaluation.lexicon``); absent without a lexicon."""
 
 
 class CorpusValidationError(CorpusProblemsError):

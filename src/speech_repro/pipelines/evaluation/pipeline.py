@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 score,
-                ["hypotheses", "params:text"],
+                ["hypotheses", "params:text", "model_selection"],
                 ["metrics", "wer_per_split", "wer_per_speaker"],
                 name="score",
             ),

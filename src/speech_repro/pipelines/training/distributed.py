@@ -110,7 +110,9 @@ def rank_policy(policy: DeterminismPolicy, world_size: int) -> DeterminismPolicy
     return replace(policy, threads=max(1, policy.threads // world_size))
 
 
-def launch(inputs: TrainingInputs, policy: DeterminismPolicy) -> tuple[dict, list[dict[str, Any]]]:
+def launch(
+    inputs: TrainingInputs, policy: DeterminismPolicy
+) -> tuple[dict, list[dict[str, Any]], dict[str, Any]]:
     """Train with ``training.distributed.world_size`` processes on this machine (torchrun).
 
     ``policy`` is the determinism policy of this process; each rank applies its share
@@ -152,7 +154,7 @@ def launch(inputs: TrainingInputs, policy: DeterminismPolicy) -> tuple[dict, lis
         if result.returncode != 0:
             raise RuntimeError(_failure(workdir, result.returncode))
         output = load_state(workdir / RESULT_FILE)
-    return output["model"], output["log"]
+    return output["model"], output["log"], output["selection"]
 
 
 def write_workdir(
@@ -230,9 +232,10 @@ def main(argv: list[str] | None = None) -> None:
             _log_to_console()
         dist.init_process_group(backend=spec["backend"])
         try:
-            bundle, log = fit(inputs, policy, World(rank, size))
+            bundle, log, selection = fit(inputs, policy, World(rank, size))
             if rank == 0:
-                save_state(workdir / RESULT_FILE, {"model": bundle, "log": log})
+                result = {"model": bundle, "log": log, "selection": selection}
+                save_state(workdir / RESULT_FILE, result)
         finally:
             dist.destroy_process_group()
     except BaseException:

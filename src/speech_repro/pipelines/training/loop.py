@@ -15,9 +15,12 @@ This module imports neither the Kedro node nor the torchrun launcher, which both
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jiwer
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -41,9 +44,11 @@ from kedro_repro.shards import ShardedTensors
 from speech_repro.asr.augment import SpecAugmentConfig
 from speech_repro.asr.batching import collate, epoch_batches, rank_batches
 from speech_repro.asr.dataset import utterance_dataset
+from speech_repro.asr.decoding import greedy_transcripts
 from speech_repro.asr.model import CTCModel, ModelConfig
 from speech_repro.asr.text import CharVocabulary
 from speech_repro.parameters import ModelParams, TextParams, TrainingParams
+from speech_repro.pipelines.training.selection import Selector
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +163,9 @@ def fit(
     inputs: TrainingInputs,
     policy: DeterminismPolicy,
     world: World = SINGLE_PROCESS,
-) -> tuple[dict, list[dict[str, Any]]]:
-    """The training loop of one process of ``world``; returns the model bundle and the log rows.
+) -> tuple[dict, list[dict[str, Any]], dict[str, Any]]:
+    """The training loop of one process of ``world``; returns the model bundle, the log rows and
+    the selection record (which step's weights the bundle holds, and why).
 
     Every random stream is keyed on ``training.seed``; the global RNGs (random, NumPy, torch) are
     restored afterwards, so the loop leaves no trace on the process. A checkpoint is written
@@ -171,8 +177,16 @@ def fit(
     loop takes from it what changes its computation, e.g. whether strict deterministic kernels
     rule out CUDA's CTC backward.
 
+    ``training.selection`` declares the rest: the dev split is greedy-decoded every
+    ``eval_every_steps`` steps (its WER is the log's ``dev_wer``, NaN at other steps), the bundle
+    holds the last step's or the best evaluated step's weights, and training may stop once
+    ``patience`` evaluations in a row did not improve (:mod:`.selection`). The evaluation draws
+    no random numbers and puts the model back in train mode, so the weights of every step are
+    what they are without it; its state is in every checkpoint.
+
     Every rank returns the same bundle and log (DDP keeps the replicas equal, logged values are
-    averaged over ranks); only rank 0 reads and writes ``checkpoints``.
+    averaged over ranks); only rank 0 reads and writes ``checkpoints``, and only rank 0 decodes
+    the dev split (its WER is broadcast, so every rank selects and stops alike).
     """
     training, model, text = inputs.training, inputs.model, inputs.text
     norm_stats, checkpoints = inputs.norm_stats, inputs.checkpoints
@@ -202,6 +216,8 @@ def fit(
             f"the train split makes fewer batches than the {world.size} training processes"
         )
     every = training.checkpoint_every_steps or steps_per_epoch
+    selector = Selector.start(training.selection, steps_per_epoch, training.epochs)
+    dev_wer = _dev_evaluator(inputs, selector, device)
 
     with preserved_rng_state():
         # The same initial weights on every rank (DDP would broadcast rank 0's anyway).
@@ -233,6 +249,7 @@ def fit(
             scheduler.load_state_dict(state["scheduler"])
             restore_rng_state(world.own(state["rng"]))
             log = state["log"]
+            selector.load_state_dict(state.get("selection"))  # absent: written before selection
             logger.info("Continuing from the checkpoint at step %d", step)
         replica = world.wrap(net, device)
 
@@ -244,7 +261,9 @@ def fit(
             unit="step",
             disable=not world.writer,
         )
-        for epoch in range(len(log) // steps_per_epoch, training.epochs):
+        # A run that stopped early resumes from its last checkpoint at the stop: nothing to train.
+        first_epoch = training.epochs if selector.stopped else len(log) // steps_per_epoch
+        for epoch in range(first_epoch, training.epochs):
             replica.train()
             dataset.epoch = epoch
             done = len(log) - epoch * steps_per_epoch  # batches of this epoch already trained on
@@ -273,11 +292,22 @@ def fit(
                         "grad_norm": grad_norm,
                         "learning_rate": scheduler.get_last_lr()[0],
                         "batch_size": batch_size,
+                        "dev_wer": math.nan,
                     }
                 )
                 progress.update()
                 progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}")
-                if len(log) % every == 0 or len(log) == (epoch + 1) * steps_per_epoch:
+                if selector.due(len(log)):
+                    # Rank 0 decodes; every rank takes its WER and so selects and stops alike.
+                    wer = world.broadcast(dev_wer(net) if world.writer else None)
+                    log[-1]["dev_wer"] = wer
+                    selector.observe(len(log), epoch, wer, net)
+                    progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}", dev_wer=f"{wer:.3f}")
+                if (
+                    len(log) % every == 0
+                    or len(log) == (epoch + 1) * steps_per_epoch
+                    or selector.stopped
+                ):
                     # Every rank's RNG state, so that each continues exactly after a resume.
                     rng = world.gather(capture_rng_state())
                     if world.writer:
@@ -291,16 +321,67 @@ def fit(
                                 "scheduler": scheduler.state_dict(),
                                 "rng": rng,
                                 "log": log,
+                                "selection": selector.state_dict(),
                             },
                         )
+                if selector.stopped:
+                    break
+            if selector.stopped:
+                logger.info(
+                    "Stopped early at step %d: %d %s evaluations without improvement",
+                    selector.stopped_at,
+                    selector.since_best,
+                    training.selection.split,
+                )
+                break
         progress.close()
 
+    # The bundle keeps its three keys: which step was selected is the separate record, so a
+    # model trained with the default selection (last) stays the same content, digest included.
     bundle = {
         "config": config.to_dict(),
         "vocabulary": text.vocabulary,
-        "weights": net.cpu().state_dict(),
+        "weights": selector.weights(net),
     }
-    return bundle, log
+    return bundle, log, selector.record(len(log))
+
+
+def _dev_evaluator(
+    inputs: TrainingInputs, selector: Selector, device: torch.device
+) -> Callable[[torch.nn.Module], float]:
+    """The function giving a model's raw greedy WER on ``training.selection.split``.
+
+    Decoded as evaluation decodes (:func:`~speech_repro.asr.decoding.greedy_transcripts`, the
+    declared normalisation on both sides), without augmentation. A split without utterances
+    turns the evaluations off when nothing depends on them, and is an error otherwise.
+    """
+    selection, text = inputs.training.selection, inputs.text
+    lock = inputs.split_lock
+    dev_ids = lock.loc[lock["split"] == selection.split, "utt_id"].tolist()
+    if not dev_ids and selector.every > 0:
+        if selection.criterion != "last" or selection.patience is not None:
+            raise ValueError(
+                f"training.selection evaluates the {selection.split!r} split, which has no "
+                f"utterances (splits: {sorted(lock['split'].unique())})"
+            )
+        logger.warning("No %r utterances: training evaluates no dev WER", selection.split)
+        selector.every = 0
+    dataset = utterance_dataset(
+        inputs.features, inputs.norm_stats, inputs.manifest, dev_ids, text.model_dump()
+    )
+    vocabulary = CharVocabulary(text.vocabulary)
+    normalize = text.normalization
+    transcripts = dict(zip(inputs.manifest["utt_id"], inputs.manifest["transcript"], strict=True))
+    references = [normalize(transcripts[u]) for u in dev_ids]
+
+    def evaluate(net: torch.nn.Module) -> float:
+        # Nothing here should draw random numbers; preserving the state makes it certain.
+        with preserved_rng_state():
+            decoded = greedy_transcripts(net, dataset, vocabulary, selection.batch_size, device)
+        hypotheses = [normalize(decoded[u]) for u in dev_ids]
+        return float(jiwer.process_words(references, hypotheses).wer)
+
+    return evaluate
 
 
 def _train_step(

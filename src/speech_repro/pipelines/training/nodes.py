@@ -26,8 +26,10 @@ def train_model(
     text: TextParams,
     checkpoints: CheckpointStore,
     determinism: DeterminismPolicy,
-) -> tuple[dict, pd.DataFrame]:
-    """Train the CTC model on the train split; returns the model bundle and the per-step log.
+) -> tuple[dict, pd.DataFrame, dict]:
+    """Train the CTC model on the train split; returns the model bundle, the per-step log and
+    the selection record (``model_selection``: the step whose weights the bundle holds, why,
+    and every dev evaluation; ``training.selection``).
 
     ``determinism`` is the ``determinism`` parameters: the policy the DeterminismHook applied to
     this process; the loop receives it explicitly instead of reading torch's global switches.
@@ -38,5 +40,6 @@ def train_model(
     inputs = TrainingInputs(
         features, split_lock, manifest, norm_stats, training, model, text, checkpoints
     )
-    bundle, log = launch(inputs, determinism) if inputs.world_size > 1 else fit(inputs, determinism)
-    return bundle, pd.DataFrame(log)
+    trained = launch(inputs, determinism) if inputs.world_size > 1 else fit(inputs, determinism)
+    bundle, log, selection = trained
+    return bundle, pd.DataFrame(log), selection

@@ -27,7 +27,7 @@ def create_pipeline(training_params: str = "params:training", **kwargs) -> Pipel
                     "training_checkpoints",
                     "params:determinism",
                 ],
-                ["model", "training_log"],
+                ["model", "training_log", "model_selection"],
                 name="train_model",
             )
         ],
