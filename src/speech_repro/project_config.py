@@ -12,10 +12,12 @@ from typing import Any
 
 from kedro_repro.config import (
     EnvironmentSpec,
+    MetricSource,
     MetricTest,
     Presentation,
     ReproConfig,
     SnapshotTable,
+    Tracking,
 )
 from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
 from speech_repro.parameters import DESIGN_SECTIONS, PARAMETER_SCHEMA
@@ -87,5 +89,30 @@ REPRO = ReproConfig(
         seed="training.seed",
         review_dataset="review_flags",
         describe_metrics=describe_metrics,
+    ),
+    # `kedro repro mlflow-sync`: WER/CER/MER/WIL per split with the speaker-bootstrap interval,
+    # and for a seed sweep the mean, spread and Student-t interval of the WER over seeds.
+    tracking=Tracking(
+        metrics=(
+            MetricSource("metrics", "splits.*", ("wer", "cer", "mer", "wil", "utterances")),
+            MetricSource("wer_summary", "splits.*", ("ci_low", "ci_high"), prefix="wer_"),
+            MetricSource(
+                "seed_summary",
+                "splits.*.across_seeds",
+                ("mean", "std", "ci_low", "ci_high"),
+                prefix="wer_",
+            ),
+        ),
+        artifacts=(
+            "run_report",
+            "review_flags",
+            "feature_distribution_plot",
+            "learning_curve_plot",
+            "speaker_wer_plot",
+            "seed_summary",
+            "seed_report",
+            "seed_wer_plot",
+            "seed_learning_curves_plot",
+        ),
     ),
 )

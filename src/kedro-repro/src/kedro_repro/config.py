@@ -67,6 +67,36 @@ class Presentation:
 
 
 @dataclass(frozen=True)
+class MetricSource:
+    """Numbers read from one JSON dataset a run saved, for a tracking server (``mlflow-sync``).
+
+    ``path`` is dotted into the document; one ``*`` segment stands for every key there, and
+    that key names the group: ``MetricSource("scores", "splits.*", ("f1",))`` logs
+    ``<split>/f1`` for every split under ``splits``. ``keys`` picks the numbers of the mapping
+    the path reaches (empty: every number there); ``prefix`` goes before each key's name.
+    """
+
+    dataset: str
+    path: str = ""
+    keys: tuple[str, ...] = ()
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What ``kedro repro mlflow-sync`` sends to an MLflow server besides parameters and tags."""
+
+    metrics: tuple[MetricSource, ...] = ()
+    """The headline numbers. A namespaced run part (``<namespace>.<dataset>`` in the ledger,
+    e.g. one seed of a sweep) reads the same sources under its namespace. None configured: every
+    number of the record's metrics, by its dotted path."""
+    artifacts: tuple[str, ...] = ()
+    """Datasets whose stored files are uploaded (reports, figures), besides the record."""
+    experiment: str | None = None
+    """The MLflow experiment runs go to (None: the project's :attr:`ReproConfig.name`)."""
+
+
+@dataclass(frozen=True)
 class ReproConfig:
     """Everything project-specific the run record, ``verify`` and ``export`` need."""
 
@@ -102,6 +132,8 @@ class ReproConfig:
     presentation: Presentation = Presentation()
     rerun_pipelines: tuple[str, ...] = ("__default__",)
     """What ``kedro repro run --from-run`` runs unless told (e.g. the evaluation of a model)."""
+    tracking: Tracking = Tracking()
+    """What ``kedro repro mlflow-sync`` logs (see :class:`Tracking`)."""
 
     @property
     def namespace(self) -> str:

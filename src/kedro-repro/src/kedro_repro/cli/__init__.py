@@ -17,6 +17,7 @@ from kedro_repro.cli.check import check
 from kedro_repro.cli.common import TrustGroup
 from kedro_repro.cli.diff import diff
 from kedro_repro.cli.export import export
+from kedro_repro.cli.mlflow_sync import mlflow_sync
 from kedro_repro.cli.resume import resume
 from kedro_repro.cli.run import run_from
 from kedro_repro.cli.runs import run_summary, runs
@@ -34,6 +35,7 @@ COMMANDS: tuple[click.Command, ...] = (
     resume,
     verify_command,
     export,
+    mlflow_sync,
 )
 
 
