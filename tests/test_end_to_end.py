@@ -25,6 +25,7 @@ PIPELINES = [
     "reporting",
     "experiment",
     "seed_sweep",
+    "transcription",
     "seeds",
 ]
 

@@ -265,11 +265,25 @@ def _wheel_fits(filename: str, python: Version, machine: str) -> bool:
     return python_ok and platform_ok
 
 
+def dependency_markers(uv_lock: dict[str, Any]) -> dict[str, list[str | None]]:
+    """For each locked package, the marker of every edge that requires it (None: always)."""
+    edges: dict[str, list[str | None]] = {}
+    for package in uv_lock["package"]:
+        groups = [package.get("dependencies", [])]
+        for table in ("optional-dependencies", "dev-dependencies"):
+            groups += list(package.get(table, {}).values())
+        for group in groups:
+            for dependency in group:
+                edges.setdefault(dependency["name"], []).append(dependency.get("marker"))
+    return edges
+
+
 def wheel_problems(
     uv_lock: dict[str, Any], python: Version, built_from_sdist: set[str]
 ) -> list[str]:
     """Packages uv2nix (sourcePreference = "wheel") would have to build without a build system."""
     problems: list[str] = []
+    required_by = dependency_markers(uv_lock)
     for machine in LINUX_MACHINES:
         environment = {
             "python_version": f"{python.major}.{python.minor}",
@@ -287,6 +301,9 @@ def wheel_problems(
             markers = package.get("resolution-markers")
             if markers and not any(Marker(m).evaluate(environment) for m in markers):
                 continue  # a version this interpreter never resolves to
+            edges = required_by.get(package["name"], [])
+            if edges and all(m is not None and not Marker(m).evaluate(environment) for m in edges):
+                continue  # required only on other systems (pywin32: sys_platform == 'win32')
             if any(
                 _wheel_fits(w["url"].rsplit("/", 1)[-1], python, machine)
                 for w in package.get("wheels", [])
