@@ -320,7 +320,7 @@ def test_an_unknown_key_in_a_conf_file_stops_the_cli_run_naming_file_and_accepte
     output = _refused_before_any_node(kedro_unchecked(broken, "run", "--env", "test"))
     assert (
         "evaluation.batchsize (did you mean evaluation.batch_size?), set in "
-        "conf/test/parameters_case.yml; section evaluation accepts: batch_size, splits"
+        "conf/test/parameters_case.yml; section evaluation accepts: batch_size, lexicon, splits"
     ) in output
 
 

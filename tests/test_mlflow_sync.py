@@ -163,7 +163,13 @@ def test_a_run_reaches_the_server_with_params_metrics_tags_and_artifacts(
     )
     assert downloaded.read_bytes() == (project / RUNS_DIR / first / "record.json").read_bytes()
     report = Path(client.download_artifacts(run.info.run_id, "run_report", str(tmp_path)))
-    assert {p.name for p in report.iterdir()} == {"run_report.md", "run_report.html"}
+    # The report folder: Markdown, the HTML page and the figures it embeds.
+    assert {p.name for p in report.iterdir()} == {
+        "run_report.md",
+        "run_report.html",
+        "learning_curve.png",
+        "speaker_wer.png",
+    }
     curve = client.list_artifacts(run.info.run_id, "learning_curve_plot")
     assert [a.path for a in curve] == ["learning_curve_plot/learning_curve.png"]
 
@@ -219,7 +225,7 @@ def test_a_half_synced_run_is_completed_not_duplicated(project, runs, server):
     (again,) = _mlflow_runs(client, first)
     assert again.data.metrics == run.data.metrics
     assert all(len(client.get_metric_history(run.info.run_id, m)) == 1 for m in run.data.metrics)
-    assert len(client.list_artifacts(run.info.run_id, "run_report")) == 2
+    assert len(client.list_artifacts(run.info.run_id, "run_report")) == 4  # md, html, 2 figures
 
 
 def test_without_a_tracking_uri_runs_go_to_the_project_store(project, runs, tmp_path):
