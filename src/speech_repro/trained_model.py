@@ -95,3 +95,67 @@ def recognizer_of(trained: TrainedModel) -> Any:
     return Recognizer.from_bundle(
         trained.model, trained.norm_stats, settings.features, settings.audio, settings.text
     )
+
+
+EXPORT_FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
+PROBE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """Files an export wrote and how closely the exported model matches the PyTorch one."""
+
+    files: list[Path]
+    max_abs_diff: float
+    """Largest log-probability difference on a seeded probe waveform (exported vs PyTorch)."""
+    same_text: bool
+    """Whether both decode the probe to the same text."""
+
+
+def export_model(trained: TrainedModel, format: str, path: Path) -> ExportedModel:
+    """Write ``trained`` with its front end and vocabulary as ``format`` (``torchscript`` or
+    ``onnx``) at ``path``, load the file back and compare it with the PyTorch model on a seeded
+    noise waveform of ``PROBE_SECONDS``."""
+    import torch
+
+    from speech_repro.asr import export
+
+    recognizer = recognizer_of(trained)
+    module = export.standalone_model(
+        recognizer.model,
+        recognizer.features,
+        recognizer.mean,
+        recognizer.std,
+        dft_front_end=format == "onnx",
+    )
+    description = export.describe(
+        recognizer.vocabulary.symbols,
+        recognizer.features,
+        recognizer.normalization,
+        trained.model["config"],
+        {"run_id": trained.run_id, "sources": trained.sources, "format": format},
+    )
+    generator = torch.Generator().manual_seed(0)
+    samples = int(PROBE_SECONDS * recognizer.features.sample_rate)
+    probe = 0.1 * torch.randn(samples, generator=generator)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "torchscript":
+        files = [export.export_torchscript(module, path, description)]
+        with torch.inference_mode():
+            exported = torch.jit.load(str(path))(probe)
+    elif format == "onnx":
+        import onnxruntime
+
+        files = list(export.export_onnx(module, path, description, probe))
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        exported = torch.from_numpy(session.run(None, {"waveform": probe.numpy()})[0])
+    else:
+        raise ValueError(f"unknown export format {format!r}; known: {', '.join(EXPORT_FORMATS)}")
+    log_probs, lengths = recognizer.log_probs([probe])
+    reference = log_probs[0, : int(lengths[0])]
+    text = recognizer.normalization(export.greedy_text(exported, description["vocabulary"]))
+    return ExportedModel(
+        files,
+        float((exported - reference).abs().max()),
+        text == recognizer.transcribe([probe])[0],
+    )
