@@ -241,3 +241,11 @@ def test_a_bad_criterion_stops_the_run_before_any_node(project, test_run):
     assert "training.selection.criterion" in output and "best_dev_wer" in output
     assert "nothing was run" in output
     assert "Running node" not in output
+
+
+def test_continuing_a_last_run_with_best_dev_wer_is_refused(prepared, params, tmp_path):
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(Crash):
+        _train(prepared, params, CrashAt(tmp_path, 5), {"eval_every_steps": 1})
+    with pytest.raises(ValueError, match="no weights of its best step"):
+        _train(prepared, params, store, {"criterion": "best_dev_wer", "eval_every_steps": 1})

@@ -82,6 +82,18 @@ class Selector:
         selection existed) leaves the selection fresh."""
         if state is None:
             return
+        if (
+            self.params.criterion == "best_dev_wer"
+            and state["best_step"] is not None
+            and state["best_weights"] is None
+        ):
+            # Continuing a run that kept no best weights (criterion last): the best step so far
+            # cannot be returned, and silently dropping it would select another step.
+            raise ValueError(
+                "the checkpoint was written under training.selection.criterion last and holds "
+                f"no weights of its best step ({state['best_step']}): continue it with "
+                "criterion last, or train from scratch with best_dev_wer"
+            )
         self.evaluations = list(state["evaluations"])
         self.best_step, self.best_wer = state["best_step"], state["best_wer"]
         self.best_weights = state["best_weights"]
