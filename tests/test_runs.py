@@ -21,7 +21,7 @@ from kedro_repro.record import list_records, load_run, status
 from kedro_repro.session import RUNS_DIR
 from kedro_repro.state import load_state
 
-from .conftest import copy_project, run_kedro
+from .conftest import copy_project, kedro_unchecked, run_kedro
 
 SECRETS = {
     "KEDRO_API_KEY": "sk-live-planted-1",
@@ -150,6 +150,22 @@ def test_re_evaluation_from_a_past_run_reproduces_its_metrics_exactly(project, f
     assert new["inputs"]["model"]["version"] == first_run
     assert new["metrics"] == old["metrics"]
     assert new["ledger"]["hypotheses"]["digest"] == old["ledger"]["hypotheses"]["digest"]
+
+
+def test_re_running_from_a_run_that_lacks_an_input_is_refused_naming_it(project, first_run):
+    # A data-only run holds no model: evaluating "from" it must not quietly take the newest model
+    # and selection of another run (first_run's) as if they were its own.
+    run_kedro(project, "run", "--env", "test", "--pipelines", "data_processing")
+    data_only = _latest(project)
+    before = len(list_records(project / RUNS_DIR))
+    result = kedro_unchecked(
+        project, "repro", "run", "--from-run", data_only, "--pipelines", "evaluation"
+    )
+    assert result.returncode != 0
+    said = result.stdout + result.stderr
+    assert f"run {data_only} recorded no version of model, model_selection" in said, said[-1500:]
+    assert "Traceback" not in said
+    assert len(list_records(project / RUNS_DIR)) == before  # nothing ran
 
 
 def test_diff_groups_what_changed(project, first_run):

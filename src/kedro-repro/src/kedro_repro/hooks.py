@@ -219,7 +219,7 @@ class RunRecordHook:
                 data = self._catalog.load(dataset_name)
             dataset = _dataset(self._catalog, dataset_name)
             record = self.record
-            version = record.run_id if _is_versioned(dataset) else None
+            version = record.run_id if is_versioned(dataset) else None
             try:
                 digest = content_digest(data, self._project)
             except TypeError as error:
@@ -397,7 +397,8 @@ def _dataset(catalog: Any, name: str) -> Any:
         return None
 
 
-def _is_versioned(dataset: Any) -> bool:
+def is_versioned(dataset: Any) -> bool:
+    """Whether ``dataset`` (from a session's catalog) keeps a version per run."""
     # A versioned dataset always has a save version inside a session; an unversioned one none.
     return (
         isinstance(dataset, AbstractVersionedDataset) and dataset.resolve_save_version() is not None
@@ -406,7 +407,7 @@ def _is_versioned(dataset: Any) -> bool:
 
 def _resolved_load_version(catalog: Any, name: str) -> str | None:
     dataset = _dataset(catalog, name)
-    if _is_versioned(dataset):
+    if is_versioned(dataset):
         try:
             return dataset.resolve_load_version()
         except VersionNotFoundError:  # e.g. a store the run creates itself

@@ -89,11 +89,17 @@ def refuse_a_live_run(record: RunRecord, force: bool) -> None:
 
 
 def run_with_recorded_parameters(
-    project: Path, record: RunRecord, env: str | None = None, **run_kwargs: Any
+    project: Path,
+    record: RunRecord,
+    env: str | None = None,
+    recorded_inputs: Iterable[str] = (),
+    **run_kwargs: Any,
 ) -> None:
     """A Kedro run in ``record``'s configuration environment with exactly its parameters.
 
-    Refused when the record holds redacted parameters: it does not know what the run used.
+    Refused when the record holds redacted parameters: it does not know what the run used; and
+    when a versioned dataset of ``recorded_inputs`` has no version in the record (the run neither
+    saved nor loaded it): Kedro would load another run's newest one in its place.
     """
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project
@@ -110,7 +116,24 @@ def run_with_recorded_parameters(
     with settings.SESSION_CLASS.create(
         project_path=project, env=env or record.env, runtime_params=recorded
     ) as session:
+        if missing := _unrecorded(session, record, recorded_inputs):
+            raise RunRefused(
+                f"run {record.run_id} recorded no version of {', '.join(missing)} (it ran "
+                f"{', '.join(record.pipelines)}): re-running from it would read another run's "
+                "in their place. Choose a run that made them, or run the pipelines that make "
+                "them from this one"
+            )
         session.run(**run_kwargs)
+
+
+def _unrecorded(session: Any, record: RunRecord, datasets: Iterable[str]) -> list[str]:
+    from kedro_repro.hooks import is_versioned
+
+    catalog = session.load_context().catalog
+    versions = load_versions_of(record, datasets)
+    return sorted(
+        n for n in datasets if n not in versions and n in catalog and is_versioned(catalog.get(n))
+    )
 
 
 def load_recorded_many(project: Path, run_id: str, datasets: list[str]) -> list[Any]:

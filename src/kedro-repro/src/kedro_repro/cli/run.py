@@ -34,6 +34,9 @@ def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> N
     project = project_of(metadata)
     record = load_run(runs_dir_of(project), from_run)
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
-    versions = load_versions_of(record, compose_pipelines(names).inputs())
+    inputs = compose_pipelines(names).inputs()
+    versions = load_versions_of(record, inputs)
     click.echo(f"Loading from run {from_run}: {versions}")
-    run_with_recorded_parameters(project, record, env, pipeline_names=names, load_versions=versions)
+    run_with_recorded_parameters(
+        project, record, env, recorded_inputs=inputs, pipeline_names=names, load_versions=versions
+    )
