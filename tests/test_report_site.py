@@ -6,10 +6,13 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from .conftest import copy_project, run_kedro
 
@@ -141,3 +144,25 @@ def test_the_run_still_replays_bitwise(project, run_id, tmp_path):
     )  # fmt: skip
     assert "verdict: bitwise" in result.stdout
     assert re.search(r"bitwise\s+run_report\s", result.stdout)
+
+
+@pytest.mark.browser
+def test_report_page_shows_its_figures_in_headless_chromium(project, run_id, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
+        pytest.skip("chromium is not installed")
+    page = project / "data/08_reporting/run_report.md" / run_id / "run_report.html"
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,2400",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=180,
+    )  # fmt: skip
+    pixels = (imread(shot)[..., :3] * 255).round().astype(int)
+    # matplotlib's first colour (#1f77b4): the loss line and the dev speakers' points, drawn
+    # only if the embedded PNGs decoded; the page's own styles use no blue.
+    blue = (np.abs(pixels - [31, 119, 180]).max(axis=-1) <= 8).sum()
+    assert blue > 200

@@ -261,7 +261,7 @@ def plot_speaker_wer(wer_per_speaker: pd.DataFrame, reporting: ReportingParams) 
     level = round(100 * reporting.confidence_level)
     for i, split in enumerate(splits):
         group = speakers[speakers["split"] == split].iloc[::-1]  # barh draws bottom-up
-        axes = figure.add_subplot(grid[i])
+        axes = figure.add_subplot(grid[i], sharex=figure.axes[0] if figure.axes else None)
         low = (group["wer"] - group["ci_low"]).clip(lower=0)
         high = (group["ci_high"] - group["wer"]).clip(lower=0)
         axes.errorbar(
@@ -386,7 +386,12 @@ def speaker_table(speakers: pd.DataFrame, reporting: ReportingParams) -> list[st
             f" | {row.errors} ({row.substitutions}/{row.deletions}/{row.insertions})"
             f" | {row.reference_words} | {row.utterances} |"
         )
-    return [*lines, "", f"Interval: {WORD_INTERVAL_METHOD}."]
+    return [
+        *lines,
+        "",
+        f"Interval: {WORD_INTERVAL_METHOD}. Speakers of the {TRAIN_SPLIT} split are left out:"
+        " the model was fitted on them.",
+    ]
 
 
 def worst_utterances(hypotheses: pd.DataFrame, count: int = WORST_UTTERANCES) -> list[dict]:
