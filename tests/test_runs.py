@@ -113,7 +113,7 @@ def test_runs_lists_the_run_with_its_metrics(project, first_run):
     assert row["status"] == "complete" and row["seed"] == 1234
     assert row["pipelines"] == "__default__"
     assert row["git_commit"] == commit[:10]  # the copy's one commit, its tree clean
-    assert (row["wer"], row["cer"]) == (test_split["wer"], test_split["cer"])
+    assert (row["test_wer"], row["test_cer"]) == (test_split["wer"], test_split["cer"])
     shown = run_kedro(project, "repro", "show", first_run).stdout.splitlines()
     assert sum(line.startswith("metrics ") for line in shown) == 3  # one line per split
 
