@@ -121,11 +121,11 @@ def test_runs_lists_the_run_with_its_metrics(project, first_run):
 HEAVY = ("torch", "scipy", "pandas")
 
 
-@pytest.mark.parametrize("command", ["runs", "show", "diff", "check", "export"])
+@pytest.mark.parametrize("command", ["runs", "show", "diff", "check", "export", "tag"])
 def test_commands_that_read_records_import_no_torch_scipy_or_pandas(project, first_run, command):
     """A real ``kedro repro <command>``: Python's import log names no heavy library (settings.py,
     the plugin and the command all stay light)."""
-    arguments = {"runs": [], "diff": [first_run, first_run]}.get(command, [first_run])
+    arguments = {"runs": [], "tag": [], "diff": [first_run, "latest"]}.get(command, [first_run])
     result = run_kedro(
         project,
         "repro",

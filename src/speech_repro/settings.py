@@ -7,7 +7,8 @@ commands come through its Kedro entry points; this file only tells it about the 
 
 from kedro.config import OmegaConfigLoader
 
-from kedro_repro.session import ChosenRunContext, ClaimedRunSession
+from kedro_repro.context import ChosenRunContext
+from kedro_repro.session import ClaimedRunSession
 from speech_repro.pipelines.embedded_corpus.hooks import EmbeddedCorpusHook
 from speech_repro.project_config import REPRO
 

@@ -11,7 +11,7 @@ and every versioned input another node of the project produces to the newest rec
 same environment and upstream parameters (:mod:`kedro_repro.upstream`), so a partial run
 (``--pipelines``, ``--from-nodes``) never reads another configuration's data.
 
-:class:`ChosenRunContext` is the other side: outside a run (``kedro ipython``, notebooks,
+:class:`~kedro_repro.context.ChosenRunContext` is the other side: outside a run (``kedro ipython``, notebooks,
 kedro-viz previews, ``context.catalog``), ``KEDRO_REPRO_RUN=<run>`` makes the catalog load the
 versions that run saved or read instead of the newest. A run is never steered by it: with the
 variable set, :class:`ClaimedRunSession` refuses to run (a run's inputs are pinned explicitly,
@@ -30,7 +30,6 @@ from typing import Any
 
 import click
 from kedro.config import MissingConfigException
-from kedro.framework.context import KedroContext
 from kedro.framework.session import KedroSession
 from kedro.io import CatalogConfigResolver
 
@@ -39,7 +38,6 @@ from kedro_repro.record import RUNS_DIR
 __all__ = [
     "RUNS_DIR",
     "RUN_VARIABLE",
-    "ChosenRunContext",
     "ClaimedRunSession",
     "claim_run_id",
     "versioned_entries",
@@ -119,7 +117,7 @@ class ClaimedRunSession(KedroSession):
         pinned = dict(arguments["load_versions"] or {})
         pipeline = self._filtered_pipeline(arguments)
         context = self.load_context()
-        catalog, credentials = _catalog_config(context.config_loader)
+        catalog, credentials = catalog_and_credentials(context.config_loader)
         own = versioned_entries(catalog, credentials, pipeline.all_outputs()) - pinned.keys()
         # Pins to the run's own id are told apart from the user's by that id (no other run has it).
         upstream = self._upstream_versions(
@@ -196,58 +194,7 @@ class ClaimedRunSession(KedroSession):
         return {name: choice.version for name, choice in chosen.items()}
 
 
-class ChosenRunContext(KedroContext):
-    """A :class:`KedroContext` whose ``catalog`` loads the versions of the run named by
-    ``KEDRO_REPRO_RUN`` (a run id, ``latest~N``, a tag or a prefix), when it is set.
-
-    Every dataset the run saved or read loads at the version it recorded; a versioned dataset
-    of the catalog it did not record is pinned to the run's own id, so loading it fails (that
-    run has none) instead of showing another run's. The run's stored bytes are checked first,
-    and a run of another configuration environment is refused. Runs build their catalog
-    themselves (the session's ``load_versions``), so this never reaches a run.
-    """
-
-    @property
-    def catalog(self) -> Any:
-        """The catalog, at the chosen run's versions when :data:`RUN_VARIABLE` is set."""
-        chosen = os.environ.get(RUN_VARIABLE, "").strip()
-        if not chosen:
-            return super().catalog
-        return self._get_catalog(load_versions=self._chosen_versions(chosen))
-
-    def _chosen_versions(self, chosen: str) -> dict[str, str]:
-        from kedro_repro.integrity import require_intact
-        from kedro_repro.record import load_run
-        from kedro_repro.rerun import load_versions_of
-        from kedro_repro.run_ids import resolve_run_id
-
-        project = Path(self.project_path)
-        run_id = resolve_run_id(project / RUNS_DIR, chosen)
-        record = load_run(project / RUNS_DIR, run_id)
-        if record.env != self.env:
-            raise ChosenRunConflict(
-                f"{RUN_VARIABLE}={chosen}: run {run_id} ran in configuration environment "
-                f"{record.env or '(default)'!r}, this session is in {self.env or '(default)'!r}; "
-                f"start it with --env {record.env or 'local'} (or KEDRO_ENV)"
-            )
-        catalog, credentials = _catalog_config(self.config_loader)
-        recorded = load_versions_of(record, record.ledger.keys() | record.inputs.keys())
-        # Only names the catalog knows (Kedro refuses other load_versions keys).
-        known = versioned_entries(catalog, credentials, recorded)
-        require_intact(project, run_id, sorted(known & record.ledger.keys()), what="to show")
-        explicit = [name for name in catalog if "{" not in name and not name.startswith("_")]
-        unrecorded = versioned_entries(catalog, credentials, explicit) - recorded.keys()
-        _LOGGER.info(
-            "%s=%s: the catalog loads run %s (%d datasets at its versions)",
-            RUN_VARIABLE,
-            chosen,
-            run_id,
-            len(known),
-        )
-        return dict.fromkeys(sorted(unrecorded), run_id) | {n: recorded[n] for n in known}
-
-
-def _catalog_config(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def catalog_and_credentials(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The catalog configuration and credentials (none when the project has no credentials)."""
     try:
         credentials = loader["credentials"]
