@@ -303,9 +303,9 @@ class RunRecordHook:
             if record.status == "complete":
                 lines = outcome_lines(record, self.config.presentation, self._load_own)
             else:
+                error = (record.error or "").splitlines()[0][:300] if record.error else ""
                 lines = [
-                    f"Run {record.run_id} crashed after {record.duration_seconds:.1f} s: "
-                    f"{record.error}",
+                    f"Run {record.run_id} crashed after {record.duration_seconds:.1f} s: {error}",
                     f"  resume   kedro repro resume {record.run_id}",
                 ]
         except Exception as error:  # the run itself succeeded: say so and why there is no summary
