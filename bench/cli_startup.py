@@ -105,7 +105,9 @@ def main() -> None:
     torch_median = statistics.median(times['`python -c "import torch"`'])
     lines = [
         f"Measured {date.today()} on {os.cpu_count()} cores by `uv run python "
-        f"bench/cli_startup.py --rounds {rounds}`: each a fresh process, the commands taken in "
+        f"bench/cli_startup.py --rounds {rounds}"
+        + (" --project <a copy of the project with one run>" if project != REPO else "")
+        + "`: each a fresh process, the commands taken in "
         "turn in every round, bytecode compiled (`uv sync --locked --compile-bytecode`).",
         "",
         "| command | median wall time (s) | min (s) | max (s) | of `import torch` |",
