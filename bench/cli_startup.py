@@ -2,13 +2,15 @@
 
 Timed in the same session, round-robin (so load on the machine hits every command alike), each a
 fresh process: `python -c "import torch"`, `kedro repro runs`, `kedro repro show <run>` and
-`kedro registry list`. Also timed in fresh processes: torch's own determinism switch
+`kedro repro show latest`, `kedro repro tag` (the tag list) and `kedro registry list`. Also timed in fresh processes: torch's own determinism switch
 (`torch.use_deterministic_algorithms`, which imports the compiler stack) against the project's
 (`kedro_repro.determinism.apply_policy`). The project needs one run record; when it has none,
 `kedro run --env test` makes one first. Results go between the `bench:cli_startup` markers of
 docs/benchmarks.md.
 
-    uv run python bench/cli_startup.py [--rounds 5]
+    uv run python bench/cli_startup.py [--rounds 5] [--project PATH]
+
+``--project`` times the commands in another copy of the project (its data/ holds the runs).
 """
 
 from __future__ import annotations
@@ -42,22 +44,22 @@ SWITCHES = {
 }
 
 
-def wall_time(command: list[str]) -> float:
-    """Seconds a fresh process of ``command`` takes in the repository (raises on failure)."""
+def wall_time(command: list[str], project: Path = REPO) -> float:
+    """Seconds a fresh process of ``command`` takes in ``project`` (raises on failure)."""
     start = time.perf_counter()
-    subprocess.run(command, cwd=REPO, env=ENV, check=True, capture_output=True)
+    subprocess.run(command, cwd=project, env=ENV, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def newest_run() -> str:
+def newest_run(project: Path = REPO) -> str:
     """The newest run's id, making one with ``kedro run --env test`` when there is none."""
     listing = subprocess.run(
-        [*KEDRO, "repro", "runs", "--json"], cwd=REPO, env=ENV, check=True, capture_output=True
+        [*KEDRO, "repro", "runs", "--json"], cwd=project, env=ENV, check=True, capture_output=True
     )
     runs = json.loads(listing.stdout)
     if not runs:
-        subprocess.run([*KEDRO, "run", "--env", "test"], cwd=REPO, env=ENV, check=True)
-        return newest_run()
+        subprocess.run([*KEDRO, "run", "--env", "test"], cwd=project, env=ENV, check=True)
+        return newest_run(project)
     return runs[-1]["run_id"]
 
 
@@ -65,20 +67,24 @@ def main() -> None:
     """Time the commands and the determinism switch; write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    rounds = parser.parse_args().rounds
-    run_id = newest_run()
+    parser.add_argument("--project", type=Path, default=REPO)
+    arguments = parser.parse_args()
+    rounds, project = arguments.rounds, arguments.project.resolve()
+    run_id = newest_run(project)
     commands = {
         '`python -c "import torch"`': [sys.executable, "-c", "import torch"],
         "`kedro repro runs`": [*KEDRO, "repro", "runs"],
         f"`kedro repro show {run_id}`": [*KEDRO, "repro", "show", run_id],
+        "`kedro repro show latest`": [*KEDRO, "repro", "show", "latest"],
+        "`kedro repro tag`": [*KEDRO, "repro", "tag"],
         "`kedro registry list`": [*KEDRO, "registry", "list"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for command in commands.values():  # one untimed call each: the OS file cache is warm
-        wall_time(command)
+        wall_time(command, project)
     for _ in range(rounds):
         for name, command in commands.items():
-            times[name].append(wall_time(command))
+            times[name].append(wall_time(command, project))
     switch: dict[str, tuple[float, bool]] = {}
     for name, call in SWITCHES.items():
         seconds, compiler = [], False
@@ -99,7 +105,9 @@ def main() -> None:
     torch_median = statistics.median(times['`python -c "import torch"`'])
     lines = [
         f"Measured {date.today()} on {os.cpu_count()} cores by `uv run python "
-        f"bench/cli_startup.py --rounds {rounds}`: each a fresh process, the commands taken in "
+        f"bench/cli_startup.py --rounds {rounds}"
+        + (" --project <a copy of the project with one run>" if project != REPO else "")
+        + "`: each a fresh process, the commands taken in "
         "turn in every round, bytecode compiled (`uv sync --locked --compile-bytecode`).",
         "",
         "| command | median wall time (s) | min (s) | max (s) | of `import torch` |",

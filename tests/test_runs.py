@@ -113,7 +113,7 @@ def test_runs_lists_the_run_with_its_metrics(project, first_run):
     assert row["status"] == "complete" and row["seed"] == 1234
     assert row["pipelines"] == "__default__"
     assert row["git_commit"] == commit[:10]  # the copy's one commit, its tree clean
-    assert (row["wer"], row["cer"]) == (test_split["wer"], test_split["cer"])
+    assert (row["test_wer"], row["test_cer"]) == (test_split["wer"], test_split["cer"])
     shown = run_kedro(project, "repro", "show", first_run).stdout.splitlines()
     metric_lines = [line.split()[1] for line in shown if line.startswith("metrics ")]
     assert metric_lines == ["dev", "test", "train", "model"]  # one line per split, then selection
@@ -122,11 +122,11 @@ def test_runs_lists_the_run_with_its_metrics(project, first_run):
 HEAVY = ("torch", "scipy", "pandas")
 
 
-@pytest.mark.parametrize("command", ["runs", "show", "diff", "check", "export"])
+@pytest.mark.parametrize("command", ["runs", "show", "diff", "check", "export", "tag"])
 def test_commands_that_read_records_import_no_torch_scipy_or_pandas(project, first_run, command):
     """A real ``kedro repro <command>``: Python's import log names no heavy library (settings.py,
     the plugin and the command all stay light)."""
-    arguments = {"runs": [], "diff": [first_run, first_run]}.get(command, [first_run])
+    arguments = {"runs": [], "tag": [], "diff": [first_run, "latest"]}.get(command, [first_run])
     result = run_kedro(
         project,
         "repro",

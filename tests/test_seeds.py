@@ -28,7 +28,8 @@ SEEDS = [1234, 1235, 1236]  # conf/base/parameters_seeds.yml
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("seeds") / "speech-repro")
-    run_kedro(project, "run", "--env", "test", "--pipelines", "seeds")
+    result = run_kedro(project, "run", "--env", "test", "--pipelines", "seeds")
+    (project / "seeds-run.log").write_text(result.stderr)  # its last lines: the sweep's result
     return project
 
 
@@ -36,6 +37,23 @@ def _latest(project: Path, dataset: str) -> Path:
     """The newest version of a versioned file dataset."""
     folder = project / dataset
     return max(folder.iterdir()) / folder.name
+
+
+def test_the_sweep_ends_with_every_seed_s_wer_and_the_mean_across_seeds(project):
+    lines = (project / "seeds-run.log").read_text().rstrip("\n").splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"Run \S+ complete in ", line))
+    keys = [line[2:].split("  ")[0] for line in lines[start + 1 :]]  # "" on continuation lines
+    shown = [key for key in keys if "WER" in key]
+    assert shown == [
+        *(f"seed_{seed} test WER" for seed in SEEDS),
+        *(f"seed_{seed} dev WER" for seed in SEEDS),
+        "test WER across seeds",
+    ]
+    summary = json.loads(_latest(project, "data/08_reporting/seed_summary.json").read_text())
+    mean = summary["splits"]["test"]["across_seeds"]["mean"]
+    assert f"test WER across seeds  {100 * mean:.2f} %" in "\n".join(lines[start:])
+    reports = [line for line in lines[start:] if line.lstrip().startswith("report")]
+    assert len(reports) == len(SEEDS) + 1 and "seed_report.md/" in reports[-1]
 
 
 def test_every_seed_trains_its_own_model(project):

@@ -12,6 +12,7 @@ from typing import Any
 
 from kedro_repro.config import (
     EnvironmentSpec,
+    Headline,
     MetricSource,
     MetricTest,
     Presentation,
@@ -62,6 +63,32 @@ def describe_metrics(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def wer_headline(split: str) -> Headline:
+    """``test WER 4.84 % (95 % CI ...)`` from the run's ``wer_summary`` (speaker bootstrap)."""
+    entry = f"splits.{split}"
+    return Headline(
+        label=f"{split} WER",
+        dataset="wer_summary",
+        value=f"{entry}.wer",
+        low=f"{entry}.ci_low",
+        high=f"{entry}.ci_high",
+        level=f"{entry}.level",
+        undefined=f"{entry}.ci_undefined",
+        percent=True,
+    )
+
+
+SEED_HEADLINE = Headline(
+    label=f"{SUMMARY_SPLIT} WER across seeds",
+    dataset="seed_summary",
+    value=f"splits.{SUMMARY_SPLIT}.across_seeds.mean",
+    low=f"splits.{SUMMARY_SPLIT}.across_seeds.ci_low",
+    high=f"splits.{SUMMARY_SPLIT}.across_seeds.ci_high",
+    level=f"splits.{SUMMARY_SPLIT}.across_seeds.level",
+    percent=True,
+)
+"""A seed sweep's mean WER with its Student-t interval over seeds."""
+
 REPRO = ReproConfig(
     name="speech-repro",
     environment=EnvironmentSpec(
@@ -85,10 +112,16 @@ REPRO = ReproConfig(
     record=os.environ.get("SPEECH_REPRO_RECORD", "1") != "0",
     rerun_pipelines=("evaluation",),  # re-evaluate a past run's model
     presentation=Presentation(
-        summary_metrics={m: f"splits.{SUMMARY_SPLIT}.{m}" for m in ("wer", "cer")},
+        # Columns say which split they score: test_wer, test_cer.
+        summary_metrics={
+            f"{SUMMARY_SPLIT}_{m}": f"splits.{SUMMARY_SPLIT}.{m}" for m in ("wer", "cer")
+        },
         seed="training.seed",
         review_dataset="review_flags",
         describe_metrics=describe_metrics,
+        # The last lines of `kedro run`: test and dev WER with their intervals, then the sweep's.
+        headlines=(wer_headline(SUMMARY_SPLIT), wer_headline("dev"), SEED_HEADLINE),
+        report_datasets=("run_report", "seed_report"),
     ),
     # `kedro repro mlflow-sync`: WER/CER/MER/WIL per split with the speaker-bootstrap interval,
     # and for a seed sweep the mean, spread and Student-t interval of the WER over seeds.

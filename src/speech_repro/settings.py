@@ -7,6 +7,7 @@ commands come through its Kedro entry points; this file only tells it about the 
 
 from kedro.config import OmegaConfigLoader
 
+from kedro_repro.context import ChosenRunContext
 from kedro_repro.session import ClaimedRunSession
 from speech_repro.pipelines.embedded_corpus.hooks import EmbeddedCorpusHook
 from speech_repro.project_config import REPRO
@@ -19,6 +20,10 @@ HOOKS = (EmbeddedCorpusHook(),)  # raw_corpus reads the corpus of the run's corp
 
 # Claims a unique run id and pins what a run saves to its own version (concurrent runs).
 SESSION_CLASS = ClaimedRunSession
+
+# Outside runs (kedro ipython, notebooks, kedro-viz), KEDRO_REPRO_RUN=<run> makes the catalog load
+# that run's versions instead of the newest.
+CONTEXT_CLASS = ChosenRunContext
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.common import echo_json, json_option, project_of, runs_dir_of
+from kedro_repro.cli.common import echo_json, json_option, project_of, resolve_run, runs_dir_of
 from kedro_repro.record import load_run
 from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
 
@@ -43,6 +43,7 @@ def compare(
     from speech_repro.asr.stats import format_interval, paired_speaker_bootstrap
 
     project = project_of(metadata)
+    run_a, run_b = resolve_run(metadata, run_a), resolve_run(metadata, run_b)
     names_a, a = recorded_hypotheses(project, run_a, split)
     names_b, b = recorded_hypotheses(project, run_b, split)
     try:

@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 import soundfile as sf
 from kedro.io import AbstractDataset, DatasetError
+from tqdm.auto import tqdm
 
 from kedro_repro.atomic import atomic_open, atomic_path
 from kedro_repro.digest_cache import DigestCache
@@ -180,9 +181,13 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             folder, len(to_render), len(rows), len(stale) - len(to_render),
         )  # fmt: skip
         changed: list[str] = []
+        # As training's bar: on a terminal only (disable=None), quiet in logs and pipes.
+        progress = tqdm(
+            total=len(to_render), desc="synthesize", unit="utt", mininterval=1.0, disable=None
+        )
         for chunk in range(0, len(to_render), RENDER_CHUNK):  # bounded memory for any corpus size
             rows_to_render = to_render[chunk : chunk + RENDER_CHUNK]
-            waves = render_plan(plan.iloc[rows_to_render], self._workers)
+            waves = render_plan(plan.iloc[rows_to_render], self._workers, progress.update)
             for i, wave in zip(rows_to_render, waves, strict=True):
                 with atomic_path(paths[i]) as tmp:
                     sf.write(tmp, wave, int(rows[i]["sample_rate"]), subtype="PCM_16", format="WAV")
@@ -191,6 +196,7 @@ class SynthesizedCorpusDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 if first is not None and first != digests[i]:
                     changed.append(str(paths[i]))
                     digests[i] = first  # the manifest keeps the first recorded truth
+        progress.close()
         self._write_manifest(folder, plan.assign(fingerprint=fingerprints, digest=digests), paths)
         if changed:
             raise CorpusDigestError(

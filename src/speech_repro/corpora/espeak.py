@@ -16,7 +16,7 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,9 +43,13 @@ class SynthesisRequest:
 
 
 def synthesize(
-    requests: Sequence[SynthesisRequest], workers: int = 1
+    requests: Sequence[SynthesisRequest],
+    workers: int = 1,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[list[np.ndarray], int]:
     """Synthesize every request; returns int16 waveforms (in request order) and the sample rate.
+
+    ``progress(1)`` is called as each waveform arrives (a progress bar's ``update``).
 
     The output of each request depends only on the request itself, not on the order, the
     number of workers or what was synthesized before.
@@ -76,6 +80,8 @@ def synthesize(
             if n_samples < 0:
                 raise RuntimeError(f"espeak-ng failed on request {requests[index]}")
             waves[index] = np.frombuffer(_read_exactly(proc.stdout, 2 * n_samples), dtype="<i2")
+            if progress is not None:
+                progress(1)
         if proc.wait() != 0:
             raise RuntimeError(f"espeak-ng helper exited with status {proc.returncode}")
     missing = [requests[i] for i, w in enumerate(waves) if w is None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
@@ -10,13 +12,17 @@ import torchaudio.functional as AF
 from speech_repro.corpora.espeak import SynthesisRequest, synthesize
 
 
-def render_plan(plan: pd.DataFrame, workers: int) -> list[np.ndarray]:
-    """Synthesize every planned utterance; int16 mono waveforms at each row's ``sample_rate``."""
+def render_plan(
+    plan: pd.DataFrame, workers: int, progress: Callable[[int], object] | None = None
+) -> list[np.ndarray]:
+    """Synthesize every planned utterance; int16 mono waveforms at each row's ``sample_rate``.
+
+    ``progress(1)`` is called as each utterance is synthesized."""
     requests = [
         SynthesisRequest(r.transcript, r.voice, int(r.rate_wpm), int(r.pitch), int(r.noise_seed))
         for r in plan.itertuples()
     ]
-    waves, native_rate = synthesize(requests, workers=workers)
+    waves, native_rate = synthesize(requests, workers=workers, progress=progress)
     return [
         to_pcm16(resample(w, native_rate, int(rate)))
         for w, rate in zip(waves, plan["sample_rate"], strict=True)

@@ -52,18 +52,44 @@ class EnvironmentSpec:
 
 
 @dataclass(frozen=True)
+class Headline:
+    """A number the end of a run prints, with its interval: read from a dataset the run saved.
+
+    Paths are dotted keys into the loaded dataset (``splits.test.wer``). A run that saved the
+    dataset under namespaces (``seed_1.<dataset>``, ...) gets one line per namespace.
+    """
+
+    label: str
+    """What the number is, e.g. ``test WER``."""
+    dataset: str
+    value: str
+    low: str | None = None
+    high: str | None = None
+    level: str | None = None
+    """The interval's confidence level (a fraction, e.g. 0.95)."""
+    undefined: str | None = None
+    """Why there is no interval, when the dataset says (e.g. ``1 speaker``)."""
+    percent: bool = False
+    """Print the value and interval as percentages."""
+
+
+@dataclass(frozen=True)
 class Presentation:
     """What the commands show of a run: the project's headline numbers and review output."""
 
     summary_metrics: Mapping[str, str] = field(default_factory=dict)
     """``column -> dotted path`` into the record's metrics that ``kedro repro runs`` lists,
-    e.g. ``{"wer": "splits.test.wer"}``."""
+    e.g. ``{"test_wer": "splits.test.wer"}``: name a column by what it scores.."""
     seed: str | None = None
     """The recorded seed (``record.seeds`` key, e.g. ``training.seed``) ``runs`` lists."""
     review_dataset: str | None = None
     """A JSON dataset with an ``attention`` list that ``show`` prints (a data review)."""
     describe_metrics: Callable[[Any], list[str]] | None = None
     """Lines ``show`` prints for the record's metrics (nothing without it)."""
+    headlines: tuple[Headline, ...] = ()
+    """What the last lines of ``kedro run`` report besides the run id (see :mod:`.outcome`)."""
+    report_datasets: tuple[str, ...] = ()
+    """Datasets whose stored files the end of a run names (a report), namespaced ones too."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from kedro_repro.environment import capture_environment
 from kedro_repro.hashing import file_digest, json_digest
 from kedro_repro.integrity import check_pinned_inputs
 from kedro_repro.ledger import content_digest
+from kedro_repro.outcome import outcome_lines
 from kedro_repro.processes import current_process
 from kedro_repro.record import (
     RECORD_FILE,
@@ -293,7 +294,30 @@ class RunRecordHook:
             runlog.append(
                 self._project / self.runs_dir, self.record.run_id, self._dir / RECORD_FILE
             )
+            self._print_outcome()
             self._reset()
+
+    def _print_outcome(self) -> None:
+        """The run's last lines on standard error: id, headline numbers, review, report."""
+        record = self.record
+        assert record is not None
+        try:
+            if record.status == "complete":
+                lines = outcome_lines(record, self.config.presentation, self._load_own)
+            else:
+                error = (record.error or "").splitlines()[0][:300] if record.error else ""
+                lines = [
+                    f"Run {record.run_id} crashed after {record.duration_seconds:.1f} s: {error}",
+                    f"  resume   kedro repro resume {record.run_id}",
+                ]
+        except Exception as error:  # the run itself succeeded: say so and why there is no summary
+            lines = [f"Run {record.run_id} {record.status} (no summary: {error})"]
+        print(redact_text("\n".join(lines)), file=sys.stderr, flush=True)
+
+    def _load_own(self, name: str) -> Any:
+        """``name`` as this run saved it (its own version, whatever is newer on disk)."""
+        assert self.record is not None
+        return self._catalog.load(name, version=self.record.ledger[name].version)
 
     def _capture_warnings(self) -> None:
         """Record every 'no deterministic implementation' warning (determinism mode 'warn')."""

@@ -10,27 +10,47 @@ It also pins every versioned dataset the run produces to the run's own version (
 and every versioned input another node of the project produces to the newest recorded run of the
 same environment and upstream parameters (:mod:`kedro_repro.upstream`), so a partial run
 (``--pipelines``, ``--from-nodes``) never reads another configuration's data.
+
+:class:`~kedro_repro.context.ChosenRunContext` is the other side: outside a run (``kedro ipython``, notebooks,
+kedro-viz previews, ``context.catalog``), ``KEDRO_REPRO_RUN=<run>`` makes the catalog load the
+versions that run saved or read instead of the newest. A run is never steered by it: with the
+variable set, :class:`ClaimedRunSession` refuses to run (a run's inputs are pinned explicitly,
+``kedro repro run --from-run`` or ``--load-versions``, never half by a variable).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 from kedro.config import MissingConfigException
 from kedro.framework.session import KedroSession
 from kedro.io import CatalogConfigResolver
 
 from kedro_repro.record import RUNS_DIR
 
-__all__ = ["RUNS_DIR", "ClaimedRunSession", "claim_run_id", "versioned_entries"]
+__all__ = [
+    "RUNS_DIR",
+    "RUN_VARIABLE",
+    "ClaimedRunSession",
+    "claim_run_id",
+    "versioned_entries",
+]
 
 _LOGGER = logging.getLogger(__name__)
 _FORMAT = "%Y-%m-%dT%H.%M.%S.%f"
+RUN_VARIABLE = "KEDRO_REPRO_RUN"
+"""Names the run (id, ``latest``, tag, prefix) whose versions the catalog loads outside runs."""
+
+
+class ChosenRunConflict(click.ClickException):
+    """A run started while :data:`RUN_VARIABLE` chooses what the catalog shows."""
 
 
 def claim_run_id(runs_dir: Path, run_id: str) -> str:
@@ -78,6 +98,15 @@ class ClaimedRunSession(KedroSession):
     nodes produce at the newest version recorded under the run's own configuration."""
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
+        if chosen := os.environ.get(RUN_VARIABLE, "").strip():
+            # Loading the chosen run's versions would pin some inputs by a variable and leave the
+            # rest to the upstream choice: a run mixing two sources nobody asked for.
+            raise ChosenRunConflict(
+                f"{RUN_VARIABLE}={chosen} is set: it chooses what notebooks, kedro ipython and "
+                "kedro-viz show, not what a run loads; unset it to run (to run on that run's "
+                f"data: kedro repro run --from-run {chosen}, or kedro run --load-versions "
+                f'"$(kedro repro load-versions {chosen})")'
+            )
         run_id = claim_run_id(self._project_path / RUNS_DIR, self.session_id)
         self.session_id = run_id
         self._store["session_id"] = run_id
@@ -88,7 +117,7 @@ class ClaimedRunSession(KedroSession):
         pinned = dict(arguments["load_versions"] or {})
         pipeline = self._filtered_pipeline(arguments)
         context = self.load_context()
-        catalog, credentials = _catalog_config(context.config_loader)
+        catalog, credentials = catalog_and_credentials(context.config_loader)
         own = versioned_entries(catalog, credentials, pipeline.all_outputs()) - pinned.keys()
         # Pins to the run's own id are told apart from the user's by that id (no other run has it).
         upstream = self._upstream_versions(
@@ -165,7 +194,7 @@ class ClaimedRunSession(KedroSession):
         return {name: choice.version for name, choice in chosen.items()}
 
 
-def _catalog_config(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def catalog_and_credentials(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The catalog configuration and credentials (none when the project has no credentials)."""
     try:
         credentials = loader["credentials"]

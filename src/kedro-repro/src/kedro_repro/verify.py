@@ -360,6 +360,7 @@ def replay(
     """
     tail: list[str] = []
     variables = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    variables.pop("KEDRO_REPRO_RUN", None)  # it chooses what notebooks show; runs refuse it
     if project is not None:
         own = restored_import_paths(project, workdir, sys.path)
         variables["PYTHONPATH"] = os.pathsep.join(

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import ks_2samp
+from tqdm.auto import tqdm
 
 from kedro_repro.determinism import torch_threads
 from kedro_repro.params import as_type
@@ -315,6 +316,15 @@ def _check_manifest_matches_corpus(manifest: pd.DataFrame, raw_corpus: pd.DataFr
 
 
 def _computed_shards(jobs: list, workers: int) -> Iterator[dict[str, torch.Tensor]]:
+    # As training's bar: on a terminal only (disable=None), quiet in logs and pipes.
+    total = sum(len(rows) for rows, *_ in jobs)
+    with tqdm(total=total, desc="features", unit="utt", mininterval=1.0, disable=None) as progress:
+        for shard in _shards(jobs, workers):
+            progress.update(len(shard))
+            yield shard
+
+
+def _shards(jobs: list, workers: int) -> Iterator[dict[str, torch.Tensor]]:
     if workers <= 1:
         yield from map(features_of_shard, jobs)
         return

@@ -1,7 +1,9 @@
-"""``kedro repro``: runs, show, check, sign, diff, run --from-run, resume, verify, export.
+"""``kedro repro``: runs, show, check, sign, diff, run --from-run, resume, verify, export, tag,
+load-versions.
 
 Kedro adds :data:`commands` to every project through the ``kedro.project_commands`` entry point.
-Users think in runs, not datasets: every command takes a run id (see ``kedro repro runs``).
+Users think in runs, not datasets: every command takes a run id (see ``kedro repro runs``),
+``latest``, ``latest~N``, a tag or a unique prefix (:mod:`kedro_repro.run_ids`).
 Human-readable output by default (rich tables), ``--json`` for machines. One module per
 command, presentation only; what the commands compute lives in the core (:mod:`kedro_repro`).
 A project with commands of its own builds its group with :func:`repro_group`.
@@ -17,12 +19,14 @@ from kedro_repro.cli.check import check
 from kedro_repro.cli.common import TrustGroup
 from kedro_repro.cli.diff import diff
 from kedro_repro.cli.export import export
+from kedro_repro.cli.load_versions import load_versions
 from kedro_repro.cli.mlflow_sync import mlflow_sync
 from kedro_repro.cli.resume import resume
 from kedro_repro.cli.run import run_from
 from kedro_repro.cli.runs import run_summary, runs
 from kedro_repro.cli.show import show
 from kedro_repro.cli.sign import sign
+from kedro_repro.cli.tag import tag
 from kedro_repro.cli.verify import current_data, verify_command
 
 COMMANDS: tuple[click.Command, ...] = (
@@ -36,6 +40,8 @@ COMMANDS: tuple[click.Command, ...] = (
     verify_command,
     export,
     mlflow_sync,
+    tag,
+    load_versions,
 )
 
 

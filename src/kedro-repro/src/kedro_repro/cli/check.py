@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from kedro_repro import runlog
-from kedro_repro.cli.common import echo_json, json_option, print_table, project_of, runs_dir_of
+from kedro_repro.cli.common import (
+    echo_json,
+    json_option,
+    print_table,
+    project_of,
+    resolve_run,
+    runs_dir_of,
+)
 from kedro_repro.integrity import check_run, open_cache
 from kedro_repro.record import Unreadable, scan_records
 from kedro_repro.signing import default_allowed_signers
@@ -41,6 +48,8 @@ def check(
         found = scan_records(runs_dir)
         unreadable = [r for r in found if isinstance(r, Unreadable)]
         run_ids = tuple(r.run_id for r in found if not isinstance(r, Unreadable))
+    else:
+        run_ids = tuple(resolve_run(metadata, r) for r in run_ids)
     with open_cache(project) as cache:
         results = [check_run(project, r, allowed_signers=signers, cache=cache) for r in run_ids]
     chain = runlog.verify_chain(runs_dir)

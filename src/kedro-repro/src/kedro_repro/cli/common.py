@@ -95,6 +95,14 @@ def runs_dir_of(project: Path) -> Path:
     return project / RUNS_DIR
 
 
+def resolve_run(metadata: Any, name: str) -> str:
+    """The run id ``name`` stands for in the project (``latest``, ``latest~N``, a tag, a unique
+    prefix or the id itself): every command resolves its run arguments through this."""
+    from kedro_repro.run_ids import resolve_run_id
+
+    return resolve_run_id(runs_dir_of(project_of(metadata)), name)
+
+
 def json_option(help_text: str = "Print JSON.") -> Callable:
     """The ``--json`` flag every command that prints data has."""
     return click.option("--json", "as_json", is_flag=True, help=help_text)
@@ -110,6 +118,19 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "-" if value is None else str(value)
+
+
+def duration_text(seconds: float | None) -> str | None:
+    """A duration for people: ``7.1s``, ``30m21s``, ``2h05m`` (None stays None)."""
+    if seconds is None:
+        return None
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def print_table(

@@ -11,6 +11,7 @@ from kedro_repro.cli.common import (
     json_option,
     print_changes,
     project_of,
+    resolve_run,
     runs_dir_of,
 )
 from kedro_repro.diff import diff_records, read_snapshot
@@ -28,6 +29,7 @@ SHOWN_ITEMS = 20
 def diff(metadata: Any, run_a: str, run_b: str, as_json: bool) -> None:
     """What differs between RUN_A and RUN_B: parameters, code, environment, data, metrics."""
     runs_dir = runs_dir_of(project_of(metadata))
+    run_a, run_b = resolve_run(metadata, run_a), resolve_run(metadata, run_b)
     # Redacted on reading: a record written before redaction existed may hold secrets.
     result = diff_records(
         redacted(load_run(runs_dir, run_a)),

@@ -9,7 +9,7 @@ import click
 
 from kedro_repro.atomic import atomic_write_bytes
 from kedro_repro.bundles import bundle_owner, catalog_config, dataset_locations
-from kedro_repro.cli.common import project_of, runs_dir_of, stderr_line
+from kedro_repro.cli.common import project_of, resolve_run, runs_dir_of, stderr_line
 from kedro_repro.record import RunRecord, load_run
 from kedro_repro.rerun import compose_pipelines
 
@@ -86,6 +86,7 @@ def export(metadata: Any, run_id: str, export_format: str, output: str | None, f
 
     project = project_of(metadata)
     runs_dir = runs_dir_of(project)
+    run_id = resolve_run(metadata, run_id)
     record = load_run(runs_dir, run_id)
     if output:
         _check_output(project, Path(output), force, record.env)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.common import project_of, runs_dir_of
+from kedro_repro.cli.common import project_of, resolve_run, runs_dir_of
 from kedro_repro.record import load_run
 from kedro_repro.rerun import (
     compose_pipelines,
@@ -37,6 +37,7 @@ def resume(metadata: Any, run_id: str, force: bool) -> None:
     project = project_of(metadata)
     bootstrap_project(project)  # the pipeline registry and settings of this project
     runs_dir = runs_dir_of(project)
+    run_id = resolve_run(metadata, run_id)
     record = load_run(runs_dir, run_id)
     refuse_a_live_run(record, force)
     pipeline = compose_pipelines(record.pipelines)

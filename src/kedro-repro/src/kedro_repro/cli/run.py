@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.common import LazyDefaultOption, config_of, project_of, runs_dir_of
+from kedro_repro.cli.common import (
+    LazyDefaultOption,
+    config_of,
+    project_of,
+    resolve_run,
+    runs_dir_of,
+)
 from kedro_repro.record import load_run
 from kedro_repro.rerun import (
     compose_pipelines,
@@ -32,6 +38,7 @@ from kedro_repro.rerun import (
 def run_from(metadata: Any, from_run: str, pipelines: str, env: str | None) -> None:
     """Run PIPELINES on the data, models and parameters of a past run (e.g. re-evaluate its model)."""
     project = project_of(metadata)
+    from_run = resolve_run(metadata, from_run)
     record = load_run(runs_dir_of(project), from_run)
     names = [p.strip() for p in pipelines.split(",") if p.strip()]
     inputs = compose_pipelines(names).inputs()

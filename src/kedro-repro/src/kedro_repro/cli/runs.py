@@ -9,6 +9,7 @@ import click
 from kedro_repro import runlog
 from kedro_repro.cli.common import (
     config_of,
+    duration_text,
     echo_json,
     json_option,
     print_table,
@@ -30,8 +31,12 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
 @json_option("Print JSON instead of a table.")
 @click.pass_obj
 def runs(metadata: Any, as_json: bool) -> None:
-    """One row per run: id, date, pipelines, commit, parameter/data digests, seed, headline metrics, status."""
+    """One row per run: id, date, pipelines, commit, parameter/data digests, seed, headline metrics,
+    duration, status and tags (``kedro repro tag``)."""
+    from kedro_repro.run_ids import tags_by_run
+
     runs_dir = runs_dir_of(project_of(metadata))
+    tags = tags_by_run(runs_dir)
     rows = []
     for record in scan_records(runs_dir):
         if isinstance(record, Unreadable):
@@ -41,17 +46,27 @@ def runs(metadata: Any, as_json: bool) -> None:
         seal = runlog.check_record(runs_dir, record.run_id)
         if seal.status in ("modified", "log-broken"):
             row["status"] = f"{row['status']} (RECORD {seal.status.upper()})"
+        row["tags"] = tags.get(record.run_id, [])
         rows.append(row)
-    if as_json:
+    if as_json:  # machine values: seconds as recorded, tags as a list
         echo_json(rows)
         return
     header = run_summary_columns()
-    print_table(header, ([row[h] for h in header] for row in rows))
+    shown = {"duration_s": "duration", "tags": "tags"}
+    cells = {"duration_s": duration_text, "tags": lambda names: ",".join(names) or None}
+    print_table(
+        [shown.get(h, h) for h in header],
+        ([cells.get(h, _same)(row[h]) for h in header] for row in rows),
+    )
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def run_summary_columns() -> list[str]:
     """The columns of the table, also when there is no run to list."""
     return [
         "run_id", "started", "pipelines", "git_commit", "params_digest", "data_digest", "seed",
-        *config_of().presentation.summary_metrics, "duration_s", "status",
+        *config_of().presentation.summary_metrics, "duration_s", "status", "tags",
     ]  # fmt: skip

@@ -14,6 +14,7 @@ from kedro_repro.cli.common import (
     json_option,
     print_table,
     project_of,
+    resolve_run,
     runs_dir_of,
     stderr_line,
 )
@@ -36,6 +37,7 @@ def _short(digest: str | None) -> str:
 def show(metadata: Any, run_id: str, as_json: bool) -> None:
     """The record of RUN_ID, readable, after checking its bytes (exit 1 when they changed)."""
     project = project_of(metadata)
+    run_id = resolve_run(metadata, run_id)
     checked = check_run(project, run_id, allowed_signers=default_allowed_signers(project))
     if checked.problems:
         stderr_line(f"run {run_id} is TAMPERED: its stored bytes are not what it recorded")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.common import echo_json, json_option, project_of, runs_dir_of
+from kedro_repro.cli.common import echo_json, json_option, project_of, resolve_run, runs_dir_of
 from kedro_repro.integrity import require_intact
 from kedro_repro.record import RECORD_FILE, load_run
 from kedro_repro.signing import sign_file
@@ -27,6 +27,7 @@ def sign(metadata: Any, run_id: str, key: str | None, as_json: bool) -> None:
     """Sign RUN_ID's record with your SSH key (ssh-keygen -Y sign), after checking its bytes."""
     project = project_of(metadata)
     runs_dir = runs_dir_of(project)
+    run_id = resolve_run(metadata, run_id)
     if load_run(runs_dir, run_id).status == "running":
         raise click.ClickException(f"run {run_id} has not finished: its record is not final")
     require_intact(project, run_id, what="to sign")

@@ -21,6 +21,7 @@ from kedro_repro.cli.common import (
     print_changes,
     print_table,
     project_of,
+    resolve_run,
     runs_dir_of,
     stderr_line,
 )
@@ -146,6 +147,7 @@ def verify_command(
     """
     verify = _verify_module()
     project = project_of(metadata)
+    run_id = resolve_run(metadata, run_id)
     require_intact(project, run_id, what="to verify")
     record = load_run(runs_dir_of(project), run_id)
     snapshot = read_snapshot(runs_dir_of(project), run_id)
