@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +124,41 @@ def kedro_unchecked(project: Path, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
+
+
+def ledger_file(project: Path, run_id: str, dataset: str, suffix: str) -> Path:
+    """The one stored file of ``dataset`` ending in ``suffix`` that run ``run_id``'s ledger names."""
+    record = json.loads((project / "data/09_runs" / run_id / "record.json").read_text())
+    (path,) = [p for p in record["ledger"][dataset]["files"] if p.endswith(suffix)]
+    return project / path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def process_group(command: list[str], log: Path, **popen: object) -> Iterator[subprocess.Popen]:
+    """``command`` started in its own process group, output to ``log``; the whole group (a
+    server and the workers or children it starts) is stopped on exit, killed if it lingers."""
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **popen,
+        )
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

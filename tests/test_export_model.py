@@ -15,13 +15,7 @@ import torch
 from kedro_repro.record import list_records
 from kedro_repro.session import RUNS_DIR
 
-from .conftest import copy_project, kedro_unchecked, run_kedro
-
-
-def _ledger_file(project: Path, run_id: str, dataset: str, suffix: str) -> Path:
-    record = json.loads((project / RUNS_DIR / run_id / "record.json").read_text())
-    (path,) = [p for p in record["ledger"][dataset]["files"] if p.endswith(suffix)]
-    return project / path
+from .conftest import copy_project, kedro_unchecked, ledger_file, run_kedro
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +33,7 @@ def run_id(project) -> str:
 @pytest.fixture(scope="module")
 def utterances(project, run_id) -> list[tuple[str, torch.Tensor, str]]:
     """(id, waveform read with soundfile alone, the run's own hypothesis) of every utterance."""
-    path = _ledger_file(project, run_id, "hypotheses", "hypotheses.csv")
+    path = ledger_file(project, run_id, "hypotheses", "hypotheses.csv")
     hypotheses = pd.read_csv(path, keep_default_na=False, dtype=str).set_index("utt_id")
     wavs = {p.stem: p for p in (project / "data/01_raw/digits-test").glob("*/wav/*/*.wav")}
     return [
@@ -119,7 +113,7 @@ def test_onnx_export_matches_pytorch_and_decodes_the_runs_hypotheses(
 
 
 def test_export_of_a_tampered_model_is_refused_naming_the_model(project, run_id, tmp_path):
-    model = _ledger_file(project, run_id, "model", "model.safetensors")
+    model = ledger_file(project, run_id, "model", "model.safetensors")
     original = model.read_bytes()
     flipped = bytearray(original)
     flipped[-3] ^= 0x01

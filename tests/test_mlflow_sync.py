@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,8 @@ import pytest
 
 from kedro_repro.mlflow_sync import INSTALL_HINT, NAMESPACE_TAG, RUN_TAG
 from kedro_repro.record import RUNS_DIR
-from tests.conftest import GIT, copy_project, kedro_unchecked, run_kedro
+
+from .conftest import GIT, copy_project, free_port, kedro_unchecked, process_group, run_kedro
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -66,31 +65,17 @@ def runs(project) -> tuple[str, str]:
     return first, sweep
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> str:
     """A real `mlflow server` on 127.0.0.1; its URI. Stopped (process group) at the end."""
     folder = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = (folder / "server.log").open("w")
+    port = free_port()
     command = [str(Path(sys.executable).with_name("mlflow")), "server", "--workers", "1"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     command += ["--backend-store-uri", f"sqlite:///{folder}/mlflow.db"]
     command += ["--artifacts-destination", str(folder / "artifacts")]
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # the server's workers end with it
-    )
     uri = f"http://127.0.0.1:{port}"
-    try:
+    with process_group(command, folder / "server.log") as process:  # its workers end with it
         healthy, deadline = False, time.monotonic() + 120
         while not healthy and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -101,14 +86,6 @@ def server(tmp_path_factory) -> str:
                 pass
         assert healthy, (folder / "server.log").read_text()
         yield uri
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def _sync(project: Path, *args: str) -> list[dict]:

@@ -11,9 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,7 +23,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from kedro_repro.hashing import bytes_digest
-from tests.conftest import PROJECT_ROOT, copy_project, run_kedro
+
+from .conftest import PROJECT_ROOT, copy_project, free_port, process_group, run_kedro
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "explore_a_run.ipynb"
 WORST = 5  # the notebook's default number of utterances to play
@@ -140,12 +138,6 @@ def test_kedro_jupyter_setup_installs_the_project_kernel(project, tmp_path):
     assert spec["argv"][-2:] == ["--ext", "kedro.ipython"]  # loads the project in the kernel
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get_json(url: str) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -157,23 +149,16 @@ def _get_json(url: str) -> dict | None:
 def test_kedro_jupyter_lab_serves_with_the_project_kernel(project, tmp_path):
     """Once failed with `NoneType: None` (jupyterlab was not installed; Kedro's error display
     loses the message): now it starts a server that answers."""
-    port, token = _free_port(), "test-token"
+    port, token = free_port(), "test-token"
     args = ["--no-browser", f"--port={port}", "--ServerApp.port_retries=0"]
     args += ["--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"]
     if os.geteuid() == 0:  # Jupyter refuses root without it (containers, CI)
         args.append("--allow-root")
-    log = (tmp_path / "lab.log").open("w")
     # Its own process group: kedro starts `python -m jupyter lab` as a child, ended with it.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kedro", "jupyter", "lab", *args],
-        cwd=project,
-        env=_jupyter_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    command = [sys.executable, "-m", "kedro", "jupyter", "lab", *args]
+    with process_group(
+        command, tmp_path / "lab.log", cwd=project, env=_jupyter_env(tmp_path)
+    ) as server:
         answer, deadline = None, time.monotonic() + 120
         while answer is None and server.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -186,11 +171,3 @@ def test_kedro_jupyter_lab_serves_with_the_project_kernel(project, tmp_path):
         assert specs is not None
         assert specs["default"] == "kedro_speech_repro"  # kedro's kernel, set up on the way
         assert "kedro_speech_repro" in specs["kernelspecs"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()

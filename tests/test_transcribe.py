@@ -17,18 +17,11 @@ from kedro_repro.record import list_records
 from kedro_repro.session import RUNS_DIR
 from kedro_repro.shards import ShardedTensors
 
-from .conftest import copy_project, kedro_unchecked, run_kedro
+from .conftest import copy_project, kedro_unchecked, ledger_file, run_kedro
 
 
 def _record(project: Path, run_id: str) -> dict:
     return json.loads((project / RUNS_DIR / run_id / "record.json").read_text())
-
-
-def _ledger_file(project: Path, run_id: str, dataset: str, suffix: str) -> Path:
-    (path,) = [
-        p for p in _record(project, run_id)["ledger"][dataset]["files"] if p.endswith(suffix)
-    ]
-    return project / path
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,7 @@ def run_id(project) -> str:
 @pytest.fixture(scope="module")
 def hypotheses(project, run_id) -> pd.DataFrame:
     """The run's own hypotheses (its ``hypotheses`` dataset), indexed by utterance."""
-    path = _ledger_file(project, run_id, "hypotheses", "hypotheses.csv")
+    path = ledger_file(project, run_id, "hypotheses", "hypotheses.csv")
     frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     return frame.set_index("utt_id")
 
@@ -122,7 +115,7 @@ def test_features_are_computed_as_data_preparation_computed_them(project, run_id
     from speech_repro.trained_model import load_trained, recognizer_of
 
     recognizer = recognizer_of(load_trained(project, run_id))
-    store = ShardedTensors(_ledger_file(project, run_id, "features", "index.json").parent)
+    store = ShardedTensors(ledger_file(project, run_id, "features", "index.json").parent)
     for utt_id in sorted(wavs)[:8]:
         waveform = recognizer.read(AudioItem(utt_id, str(wavs[utt_id])))
         normalised = (store[utt_id] - recognizer.mean) / recognizer.std
@@ -130,7 +123,7 @@ def test_features_are_computed_as_data_preparation_computed_them(project, run_id
 
 
 def test_a_tampered_model_is_refused_naming_the_model(project, run_id, held_back):
-    model = _ledger_file(project, run_id, "model", "model.safetensors")
+    model = ledger_file(project, run_id, "model", "model.safetensors")
     original = model.read_bytes()
     flipped = bytearray(original)
     flipped[-3] ^= 0x01
@@ -183,7 +176,7 @@ def test_the_transcription_pipeline_writes_what_the_command_prints(
     for transcribed in (pinned, rerun):
         record = _record(project, transcribed)
         assert record["inputs"]["model"]["version"] == run_id
-        path = _ledger_file(project, transcribed, "new_transcripts", "new_transcripts.csv")
+        path = ledger_file(project, transcribed, "new_transcripts", "new_transcripts.csv")
         table = pd.read_csv(path, keep_default_na=False, dtype=str)
         assert dict(zip(table["utt_id"], table["hypothesis"], strict=True)) == expected
         assert list(table["audio_path"]) == [f"{u}.wav" for u in table["utt_id"]]

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from speech_repro.asr.config import FeatureConfig
+from speech_repro.asr.features import mel_spectrogram
 from speech_repro.asr.model import CTCModel
 from speech_repro.asr.text import BLANK, TextNormalization
 
@@ -80,22 +81,9 @@ class StandaloneModel(nn.Module):
         dft_front_end: bool = False,
     ) -> None:
         super().__init__()
-        # The settings of speech_repro.asr.features.LogMel, spelled out: a scripted or exported
-        # module cannot call its no_grad-decorated forward.
-        mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=features.sample_rate,
-            n_fft=features.n_fft,
-            win_length=features.win_length,
-            hop_length=features.hop_length,
-            f_min=features.f_min,
-            f_max=features.f_max,
-            n_mels=features.n_mels,
-            power=2.0,
-            center=True,
-            pad_mode="reflect",
-            norm="slaney",
-            mel_scale="slaney",
-        )
+        # LogMel's own spectrogram, outside LogMel: a scripted or exported module cannot call
+        # its no_grad-decorated forward.
+        mel = mel_spectrogram(features)
         self.front_end = (
             DFTLogMel(mel, features.log_floor)
             if dft_front_end
