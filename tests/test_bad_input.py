@@ -8,6 +8,7 @@ The corpus is a NeMo JSONL manifest over real synthesized audio, read through th
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -162,6 +163,24 @@ def test_corrupt_audio(broken):
     for path in victims:
         path.write_bytes(np.random.default_rng(0).bytes(path.stat().st_size))
     _expect_failure(broken, *(str(p.resolve()) for p in victims), "unreadable")
+
+
+def test_a_crashed_cli_run_ends_naming_the_run_its_error_and_how_to_resume(broken):
+    victims = _victims(broken, count=1)
+    victims[0].write_bytes(np.random.default_rng(1).bytes(victims[0].stat().st_size))
+    result = kedro_unchecked(broken, "run", "--env", "test", "--pipelines", "experiment")
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    (crashed,) = [i for i, line in enumerate(lines) if re.match(r"Run \S+ crashed after ", line)]
+    match = re.fullmatch(r"Run (\S+) crashed after [0-9.]+ s: (.+)", lines[crashed])
+    assert match, lines[crashed]
+    run_id, error = match.groups()
+    assert error.startswith("CorpusValidationError: 1 utterance(s) break the corpus rules")
+    assert len(error) <= 300 and str(victims[0].resolve()) in result.stderr  # the full error too
+    assert lines[crashed + 1].split() == ["resume", "kedro", "repro", "resume", run_id]
+    record = json.loads((broken / "data/09_runs" / run_id / "record.json").read_text())
+    assert record["status"] == "crashed"
+    assert record["error"].splitlines()[0][:300] == error
 
 
 def test_truncated_audio(broken):

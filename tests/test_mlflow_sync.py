@@ -131,6 +131,7 @@ def test_a_run_reaches_the_server_with_params_metrics_tags_and_artifacts(
     assert tags["kedro_repro.parameters_digest"] == record["parameters"]["digest"]
     assert tags["kedro_repro.determinism.mode"] == "strict"
     assert tags["kedro_repro.integrity"].startswith("intact")
+    assert tags["kedro_repro.verify"] == "not verified"
     assert NAMESPACE_TAG not in tags
     listed = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"kedro_repro", "run_report", "learning_curve_plot", "speaker_wer_plot"} <= listed
@@ -268,3 +269,19 @@ def test_commands_that_read_records_do_not_import_mlflow(project):
     }
     assert "kedro_repro.cli.mlflow_sync" in imported  # the command is registered, and light
     assert not {m for m in imported if m.split(".")[0] == "mlflow"}
+
+
+def test_a_verification_after_the_sync_reaches_the_tags_on_the_next_sync(project, runs, server):
+    # Last in this module: it notes a verification of the first run, which other tests sync.
+    first, _ = runs
+    client = MlflowClient(server)
+    _sync(project, first, "--tracking-uri", server)
+    run_kedro(project, "repro", "verify", first, "--require", "bitwise", "--quiet")
+    shown = run_kedro(project, "repro", "show", first).stdout
+    assert "verified     bitwise (" in shown and "full replay, commit " in shown
+    (synced,) = _sync(project, first, "--tracking-uri", server)
+    assert synced["action"] == "updated"  # the record is the same; what the tags say is not
+    (run,) = _mlflow_runs(client, first)
+    assert run.data.tags["kedro_repro.verify"].startswith("bitwise (")
+    (again,) = _sync(project, first, "--tracking-uri", server)
+    assert again["action"] == "unchanged"

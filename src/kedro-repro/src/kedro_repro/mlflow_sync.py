@@ -42,6 +42,7 @@ from kedro_repro.record import (
     list_records,
     load_run,
 )
+from kedro_repro.verifications import latest_verification
 
 INSTALL_HINT = "install the mlflow extra: uv sync --extra mlflow"
 RUN_TAG = "kedro_repro.run_id"
@@ -350,7 +351,12 @@ def _sync_one(
     config: ReproConfig,
     checked: RunCheck,
 ) -> list[Synced]:
-    fingerprint = file_digest(project / RUNS_DIR / record.run_id / RECORD_FILE)
+    verified = latest_verification(project / RUNS_DIR, record.run_id)
+    verify_tag = verified.describe() if verified else "not verified"
+    # A verification noted after the last sync changes what the tags say: sync again then.
+    fingerprint = json_digest(
+        [file_digest(project / RUNS_DIR / record.run_id / RECORD_FILE), verify_tag]
+    )
     existing = {
         run.data.tags.get(NAMESPACE_TAG): run
         for run in client.search_runs(
@@ -364,6 +370,7 @@ def _sync_one(
         tags = part.tags | {
             "kedro_repro.integrity": f"{checked.verdict} ({checked.files_checked} files)",
             "kedro_repro.record_seal": checked.seal,
+            "kedro_repro.verify": verify_tag,
         }
         if parent_id:
             tags[PARENT_TAG] = parent_id

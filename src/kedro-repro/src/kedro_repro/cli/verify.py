@@ -29,6 +29,7 @@ from kedro_repro.diff import explain_divergence, read_snapshot
 from kedro_repro.integrity import ArtifactTamperedError, require_intact
 from kedro_repro.record import RecordError, RunRecord, load_run
 from kedro_repro.rerun import compose_pipelines, recorded_parameters
+from kedro_repro.verifications import note_verification
 
 
 def _verify_module() -> Any:
@@ -188,6 +189,10 @@ def verify_command(
         click.echo(verify.to_json(result))
     else:
         _print_verification(result)
+    note_verification(
+        runs_dir_of(project), run_id, result.overall, result.replay_id, result.code,
+        result.environment,
+    )  # fmt: skip
     passed = verify.GRADES.index(result.overall) <= verify.GRADES.index(require)
     if passed and workdir is None and not keep:
         shutil.rmtree(replay_dir)
