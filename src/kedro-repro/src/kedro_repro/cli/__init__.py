@@ -18,6 +18,8 @@ from kedro_repro.cli.common import TrustGroup
 from kedro_repro.cli.diff import diff
 from kedro_repro.cli.export import export
 from kedro_repro.cli.mlflow_sync import mlflow_sync
+from kedro_repro.cli.pull import pull_command
+from kedro_repro.cli.push import push_command
 from kedro_repro.cli.resume import resume
 from kedro_repro.cli.run import run_from
 from kedro_repro.cli.runs import run_summary, runs
@@ -36,6 +38,8 @@ COMMANDS: tuple[click.Command, ...] = (
     verify_command,
     export,
     mlflow_sync,
+    push_command,
+    pull_command,
 )
 
 
