@@ -56,6 +56,7 @@ from kedro_repro.record import (
     parse_record,
 )
 from kedro_repro.redaction import redact_text
+from kedro_repro.signing import default_allowed_signers, signature_path, signature_status
 
 MANIFEST_FORMAT = 1
 OBJECTS = "objects/blake3"
@@ -114,9 +115,9 @@ class TransferResult:
     remote: str
     """The remote's URL, userinfo redacted."""
     runs: list[str] = field(default_factory=list)
-    objects_sent: int = 0
+    objects_transferred: int = 0
     """Objects uploaded (push) or downloaded and placed (pull)."""
-    bytes_sent: int = 0
+    bytes_transferred: int = 0
     objects_skipped: int = 0
     """Already on the remote (push) or already in the project with the right bytes (pull)."""
     manifests_written: list[str] = field(default_factory=list)
@@ -481,7 +482,7 @@ def push(
         progress(f"{len(missing)} object(s) to send, {len(present)} already on {remote.url}")
     with ThreadPoolExecutor(_WORKERS) as pool:
         sizes = list(pool.map(lambda key: remote.put(key, *wanted[key]), missing))
-    result.objects_sent, result.bytes_sent = len(missing), sum(sizes)
+    result.objects_transferred, result.bytes_transferred = len(missing), sum(sizes)
     for manifest, existing in manifests:
         if existing is not None:
             merged = {**existing.files, **manifest.files}  # earlier data pushes are kept
@@ -566,6 +567,7 @@ def pull(
     remote: Remote,
     *,
     with_data: bool = False,
+    trust_patch: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> TransferResult:
     """Fetch ``run_id`` (and the runs it loaded inputs from) from ``remote`` into ``project``.
@@ -574,7 +576,9 @@ def pull(
     against the record; every other object is checked by digest before it is placed. Files
     already here with the right bytes are kept; a file here with other bytes is refused (a pull
     never overwrites). The record is placed last and sealed in the runs log, then the whole run
-    is checked as ``kedro repro check`` does.
+    is checked as ``kedro repro check`` does. A run that ran from a dirty tree is sealed only
+    when an allowed signer signed its record, or with ``trust_patch`` (its stored patch is code
+    that ``verify`` applies to sealed runs).
     """
     project = Path(project)
     result = TransferResult("pull", remote.url)
@@ -592,9 +596,31 @@ def pull(
 
     visit(run_id)
     for current, manifest in order.items():
-        _pull_one(project, manifest, remote, with_data, result, progress)
+        _pull_one(project, manifest, remote, with_data, trust_patch, result, progress)
         result.runs.append(current)
     return result
+
+
+def _require_signed_patch(project: Path, record: RunRecord, record_bytes: bytes) -> None:
+    """Refuse to seal a run whose code includes a stored patch unless an allowed signer signed
+    its record: sealing it here would make ``verify`` apply that patch (code from the remote)
+    without asking, which it does only for runs this project's log or a trusted key vouches for."""
+    bundle = project / RUNS_DIR / record.run_id
+    with tempfile.TemporaryDirectory(prefix="kedro-repro-pull-") as workdir:
+        candidate = Path(workdir) / RECORD_FILE
+        candidate.write_bytes(record_bytes)
+        signature = signature_path(bundle / RECORD_FILE)
+        if signature.is_file():
+            shutil.copyfile(signature, signature_path(candidate))
+        status = signature_status(candidate, default_allowed_signers(project), cwd=project)
+    if status.state != "signed":
+        assert record.code is not None and record.code.patch is not None
+        raise TransferError(
+            f"run {record.run_id} ran from a dirty tree: its code includes the patch "
+            f"{bundle / record.code.patch}, code from the remote, and its record is "
+            f"{status.describe()}; read the patch, then pull again with --trust-patch (the run "
+            "is not placed until then)"
+        )
 
 
 def _pull_one(
@@ -602,6 +628,7 @@ def _pull_one(
     manifest: RunManifest,
     remote: Remote,
     with_data: bool,
+    trust_patch: bool,
     result: TransferResult,
     progress: Callable[[str], None] | None,
 ) -> None:
@@ -644,12 +671,14 @@ def _pull_one(
 
     with ThreadPoolExecutor(_WORKERS) as pool:
         sizes = list(pool.map(fetch, missing))
-    result.objects_sent += len(missing)
-    result.bytes_sent += sum(sizes)
+    result.objects_transferred += len(missing)
+    result.bytes_transferred += sum(sizes)
     if not local_record.is_file():
+        if record.code is not None and record.code.patch is not None and not trust_patch:
+            _require_signed_patch(project, record, record_bytes)
         atomic_write_bytes(local_record, record_bytes)  # last: the run exists once complete
-        result.bytes_sent += len(record_bytes)
-        result.objects_sent += 1
+        result.bytes_transferred += len(record_bytes)
+        result.objects_transferred += 1
         result.manifests_written.append(run_id)
     else:
         result.objects_skipped += 1

@@ -15,10 +15,21 @@ from kedro_repro.transfer import TransferError, open_remote, pull
 @click.argument("run_id")
 @click.argument("remote", required=False)
 @click.option("--with-data", is_flag=True, help=WITH_DATA_HELP)
+@click.option(
+    "--trust-patch",
+    is_flag=True,
+    help="Seal a run that ran from a dirty tree although no allowed signer signed it (read its "
+    "code/patch.diff first: verify applies it).",
+)
 @json_option()
 @click.pass_obj
 def pull_command(
-    metadata: Any, run_id: str, remote: str | None, with_data: bool, as_json: bool
+    metadata: Any,
+    run_id: str,
+    remote: str | None,
+    with_data: bool,
+    trust_patch: bool,
+    as_json: bool,
 ) -> None:
     """Fetch RUN_ID from REMOTE (default: remote: in conf/local/repro.yml) into this project.
 
@@ -30,13 +41,18 @@ def pull_command(
     project = project_of(metadata)
     try:
         result = pull(
-            project, run_id, open_remote(project, remote), with_data=with_data, progress=stderr_line
+            project,
+            run_id,
+            open_remote(project, remote),
+            with_data=with_data,
+            trust_patch=trust_patch,
+            progress=stderr_line,
         )
     except TransferError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         echo_json(result.to_dict())
         return
-    line = describe(result, "pulled", run_id).replace(" sent", " fetched")
+    line = describe(result, run_id)
     placed = ", ".join(result.manifests_written)
     click.echo(f"{line}; {'placed and sealed ' + placed if placed else 'already here'}")

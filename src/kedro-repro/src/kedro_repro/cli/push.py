@@ -14,14 +14,20 @@ WITH_DATA_HELP = (
 )
 
 
-def describe(result: TransferResult, verb: str, run_id: str) -> str:
+def describe(result: TransferResult, run_id: str) -> str:
     """One line for people: what moved, what was already there."""
     runs = ", ".join(result.runs) if result.runs != [run_id] else f"run {run_id}"
-    if result.objects_sent:
-        moved = f"{result.objects_sent} object(s) sent ({result.bytes_sent:,} bytes)"
+    if result.direction == "push":
+        verb, unit, moved, there = "pushed", "object(s)", "sent", "already on the remote"
     else:
-        moved = "nothing sent"
-    return f"{verb} {runs} {result.remote}: {moved}, {result.objects_skipped} already there"
+        verb, unit, moved, there = "pulled", "file(s)", "fetched", "already here"
+    count = result.objects_transferred
+    done = (
+        f"{count} {unit} {moved} ({result.bytes_transferred:,} bytes)"
+        if count
+        else f"nothing {moved}"
+    )
+    return f"{verb} {runs} ({result.remote}): {done}, {result.objects_skipped} {there}"
 
 
 @click.command("push")
@@ -51,6 +57,6 @@ def push_command(
     if as_json:
         echo_json(result.to_dict())
         return
-    line = describe(result, "pushed", run_id)
+    line = describe(result, run_id)
     written = ", ".join(result.manifests_written)
     click.echo(f"{line}; manifest {'written for ' + written if written else 'unchanged'}")
