@@ -44,9 +44,31 @@ def timed(action) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
+def replay_in(clone: Path, run_id: str) -> tuple[str, int, float]:
+    """``kedro repro verify RUN --require bitwise`` in ``clone`` as a user with umask 077:
+    the verdict line, the exit code and the seconds it took."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "repro", "verify", run_id, "--require", "bitwise"],
+        cwd=clone,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(0o077),
+    )
+    seconds = time.perf_counter() - start
+    verdicts = [line for line in result.stdout.splitlines() if line.startswith("verdict:")]
+    return (verdicts[-1] if verdicts else result.stderr[-300:]), result.returncode, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=None)
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="Then replay the pulled run in the clone under umask 077 (verify --require bitwise).",
+    )
     options = parser.parse_args()
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
@@ -85,7 +107,9 @@ def main() -> None:
             again_s, again = timed(lambda: push(project, run_id, remote))
             clone = Path(tmp) / "clone"
             subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+            (clone / "conf" / "local").mkdir(parents=True, exist_ok=True)
             pull_s, pulled = timed(lambda: pull(clone, run_id, remote))
+            verified = replay_in(clone, run_id) if options.verify else None
 
             copies = Path(tmp) / "copies"
             keys = {digest: f"plain/{digest.split(':')[1]}" for digest in objects}
@@ -112,7 +136,8 @@ def main() -> None:
     ratio = ours / plain
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by "
-        "`uv run --extra remote python bench/transfer.py --project <checkout with a default run>`: "
+        "`uv run --extra remote python bench/transfer.py --project <checkout with a default run> "
+        "--verify`: "
         f"run {run_id}'s bundle, {len(objects)} objects ({mib:.1f} MiB; raw data not included), "
         "through a moto S3 server on 127.0.0.1, in one process (no `kedro` start-up).",
         "",
@@ -130,6 +155,13 @@ def main() -> None:
         f"{again.objects_transferred} objects ({again.bytes_transferred} bytes) in "
         f"{again_s:.2f} s: one listing of the remote, every object already there.",
     ]
+    if verified is not None:
+        lines += [
+            "",
+            f"Pulled into that git clone (another folder) and replayed there under umask 077 by "
+            f"`kedro repro verify {run_id} --require bitwise`: {verified[0]} "
+            f"(exit {verified[1]}, {verified[2]:.0f} s).",
+        ]
     write_section("transfer", lines)
     assert ratio <= 2.0, f"push + pull take {ratio:.2f}x the plain copy's time"
 
