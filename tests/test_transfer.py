@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kedro_repro.hashing import file_digest
+from kedro_repro.hashing import bytes_digest, file_digest
 from kedro_repro.record import RUNS_DIR
 from kedro_repro.transfer import FolderRemote, TransferError, object_key, pull
 from tests.conftest import GIT, copy_project, run_kedro
@@ -212,6 +212,20 @@ def test_a_manifest_naming_a_file_outside_the_run_is_refused(source, s3, tmp_pat
     document["files"]["src/speech_repro/settings.py"] = some  # code a pull must never write
     manifest.write_text(json.dumps(document))
     clone = _clone(project, tmp_path / "victim")
+    with pytest.raises(TransferError, match=re.escape("src/speech_repro/settings.py")):
+        pull(clone, run_id, FolderRemote(remote))
+    assert not (clone / RUNS_DIR).exists()
+
+    # A forged record that claims the file as an output of the run does not make it data.
+    record = json.loads((project / RUNS_DIR / run_id / "record.json").read_text())
+    record["ledger"]["model"]["files"]["src/speech_repro/settings.py"] = some["digest"]
+    forged = json.dumps(record).encode()
+    digest = bytes_digest(forged)
+    (remote / object_key(digest)).parent.mkdir(parents=True, exist_ok=True)
+    (remote / object_key(digest)).write_bytes(forged)
+    document["record"] = digest
+    document["files"][f"{RUNS_DIR}/{run_id}/record.json"]["digest"] = digest
+    manifest.write_text(json.dumps(document))
     with pytest.raises(TransferError, match=re.escape("src/speech_repro/settings.py")):
         pull(clone, run_id, FolderRemote(remote))
     assert not (clone / RUNS_DIR).exists()

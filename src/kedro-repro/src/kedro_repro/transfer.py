@@ -234,7 +234,9 @@ class FsspecRemote:
         wanted = set(keys)
         if not wanted:
             return set()
-        # One listing of the object store (a request per 1,000 objects), not a request per file.
+        # One listing of the object store (a request per 1,000 objects), not a request per file,
+        # never answered from s3fs's listings cache: another machine may have pushed since.
+        self.fs.invalidate_cache()
         try:
             found = self.fs.find(self._path(OBJECTS))
         except FileNotFoundError:
@@ -513,12 +515,15 @@ def _check_paths(manifest: RunManifest, record: RunRecord) -> None:
                 f"{entry.digest}, but the run recorded {digest}"
             )
     for path, entry in manifest.files.items():
-        parts = PurePosixPath(path).parts
+        # A pull writes only data: under data/, and of the run bundles only this run's own.
+        inside = PurePosixPath(path).parts[0] == "data" and (
+            path.startswith(bundle) or not path.startswith(f"{RUNS_DIR}/")
+        )
         if entry.kind == "bundle":
             allowed = path in recorded or path in indexes or path.startswith(bundle)
-        else:  # data: anywhere under data/ except the run bundles
-            allowed = parts[0] == "data" and not path.startswith(f"{RUNS_DIR}/")
-        if not allowed:
+        else:
+            allowed = not path.startswith(bundle)
+        if not (inside and allowed):
             raise TransferError(
                 f"the remote's manifest of run {record.run_id} names {path} ({entry.kind}), "
                 "which is not a file of that run: refusing the whole run"
