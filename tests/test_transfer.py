@@ -19,7 +19,7 @@ import pytest
 
 from kedro_repro.hashing import bytes_digest, file_digest
 from kedro_repro.record import RUNS_DIR
-from kedro_repro.transfer import FolderRemote, TransferError, object_key, pull
+from kedro_repro.transfer import FolderRemote, TransferError, object_key, pull, push
 from tests.conftest import GIT, copy_project, run_kedro
 
 boto3 = pytest.importorskip("boto3")
@@ -262,3 +262,52 @@ def test_a_run_from_a_dirty_tree_is_sealed_only_with_trust_patch_and_brings_its_
         run_id: "intact",
         rerun: "intact",
     }
+
+
+KILLED_PULL = """
+import os, shutil, signal, sys
+from pathlib import Path
+from kedro_repro.transfer import FolderRemote, pull
+
+class Dying(FolderRemote):
+    fetched = 0
+
+    def fetch(self, key, destination):
+        Dying.fetched += 1
+        if Dying.fetched == 4:  # half of this object written, then the process is killed
+            data = (self.root / key).read_bytes()
+            Path(destination).write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().fetch(key, destination)
+
+pull(Path(sys.argv[1]), sys.argv[2], Dying(Path(sys.argv[3])))
+"""
+
+
+def test_a_pull_killed_midway_leaves_no_torn_file_and_no_run_and_a_second_pull_completes(
+    source, tmp_path
+):
+    project, run_id = source
+    remote = tmp_path / "remote"
+    push(project, run_id, FolderRemote(remote))
+    clone = _clone(project, tmp_path / "interrupted")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PULL, str(clone), run_id, str(remote)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr
+    manifest = json.loads((remote / "runs" / f"{run_id}.json").read_text())["files"]
+    files = [p for p in (clone / "data").rglob("*") if p.is_file() and ".cache" not in p.parts]
+    placed = [p for p in files if not p.name.endswith(".tmp")]
+    temporaries = [p for p in files if p.name.endswith(".tmp")]
+    assert temporaries  # the torn write is there, under a temporary name only
+    for path in placed:
+        relative = path.relative_to(clone).as_posix()
+        assert file_digest(path) == manifest[relative]["digest"], relative
+    assert not (clone / RUNS_DIR / run_id / "record.json").exists()  # no run that looks complete
+
+    again = pull(clone, run_id, FolderRemote(remote))
+    assert again.objects_skipped == len(placed) and again.manifests_written == [run_id]
+    assert not list((clone / "data").rglob("*.tmp"))  # the dead writer's temporary is gone
