@@ -90,7 +90,9 @@ def main() -> None:
             )  # fmt: skip
         else:
             project = options.project.resolve()
-        run_id = list_records(project / RUNS_DIR)[-1].run_id
+        record = list_records(project / RUNS_DIR)[-1]
+        run_id = record.run_id
+        which = "the default run" if record.env in (None, "local") else f"a --env {record.env} run"
         manifest = bundle_manifest(project, run_id, with_data=False)
         objects = {entry.digest: path for path, entry in manifest.files.items()}
         total = sum(manifest.files[p].size for p in objects.values())
@@ -136,10 +138,12 @@ def main() -> None:
     ratio = ours / plain
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by "
-        "`uv run --extra remote python bench/transfer.py --project <checkout with a default run> "
-        "--verify`: "
-        f"run {run_id}'s bundle, {len(objects)} objects ({mib:.1f} MiB; raw data not included), "
-        "through a moto S3 server on 127.0.0.1, in one process (no `kedro` start-up).",
+        f"`uv run --extra remote python bench/transfer.py --project <checkout>"
+        f"{' --verify' if options.verify else ''}`: "
+        f"{which} ({run_id}): its bundle, {len(objects)} objects ({mib:.1f} MiB; raw data not "
+        "included), "
+        "through a moto S3 server on 127.0.0.1, in one process (no `kedro` start-up); load "
+        f"average {os.getloadavg()[0]:.1f} (other work on the machine).",
         "",
         "| step | kedro-repro (s) | MiB/s | plain boto3, 10 at a time (s) | MiB/s |",
         "|---|---|---|---|---|",
