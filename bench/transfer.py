@@ -5,7 +5,8 @@ A moto S3 server runs on 127.0.0.1. The run's bundle (what push sends: the objec
 manifest) is pushed, pushed again (it must send nothing), and pulled into a fresh git clone of the
 project; then the same files are uploaded with boto3's ``upload_file`` and downloaded with
 ``download_file``, 10 at a time as the AWS CLI does. Both sides run in this process (no `kedro`
-start-up), against the same server. Results go between the `bench:transfer` markers of
+start-up), against the same server, each step with a new S3 session (loading botocore's models
+and connecting is part of what a command pays). Results go between the `bench:transfer` markers of
 docs/benchmarks.md.
 
     uv run --extra remote python bench/transfer.py [--project PATH]
@@ -101,32 +102,42 @@ def main() -> None:
         server.start()
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket=BUCKET)
-        remote = FsspecRemote(f"s3://{BUCKET}/kedro-repro", {"endpoint_url": endpoint})
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        url = f"s3://{BUCKET}/kedro-repro"
+
+        def fresh() -> FsspecRemote:
+            # A new connection each time, as each `kedro repro` command (a process) makes one.
+            return FsspecRemote(url, {"endpoint_url": endpoint, "skip_instance_cache": True})
+
         try:
-            push_s, first = timed(lambda: push(project, run_id, remote))
-            again_s, again = timed(lambda: push(project, run_id, remote))
+            push_s, first = timed(lambda: push(project, run_id, fresh()))
+            again_s, again = timed(lambda: push(project, run_id, fresh()))
             clone = Path(tmp) / "clone"
             subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
             (clone / "conf" / "local").mkdir(parents=True, exist_ok=True)
-            pull_s, pulled = timed(lambda: pull(clone, run_id, remote))
+            pull_s, pulled = timed(lambda: pull(clone, run_id, fresh()))
             verified = replay_in(clone, run_id) if options.verify else None
 
             copies = Path(tmp) / "copies"
             keys = {digest: f"plain/{digest.split(':')[1]}" for digest in objects}
 
-            def upload(digest: str) -> None:
-                client.upload_file(str(project / objects[digest]), BUCKET, keys[digest])
+            def copy(direction: str) -> None:
+                # A new session and client each time too, as each `aws s3 cp` makes.
+                plain = boto3.session.Session().client("s3", endpoint_url=endpoint)
 
-            def download(digest: str) -> None:
-                target = copies / objects[digest]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(BUCKET, keys[digest], str(target))
+                def one(digest: str) -> None:
+                    if direction == "up":
+                        plain.upload_file(str(project / objects[digest]), BUCKET, keys[digest])
+                        return
+                    target = copies / objects[digest]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    plain.download_file(BUCKET, keys[digest], str(target))
 
-            with ThreadPoolExecutor(CLI_CONCURRENCY) as pool:
-                put_s, _ = timed(lambda: list(pool.map(upload, objects)))
-                get_s, _ = timed(lambda: list(pool.map(download, objects)))
+                with ThreadPoolExecutor(CLI_CONCURRENCY) as pool:
+                    list(pool.map(one, objects))
+
+            put_s, _ = timed(lambda: copy("up"))
+            get_s, _ = timed(lambda: copy("down"))
         finally:
             server.stop()
 
@@ -142,7 +153,8 @@ def main() -> None:
         f"{' --verify' if options.verify else ''}`: "
         f"{which} ({run_id}): its bundle, {len(objects)} objects ({mib:.1f} MiB; raw data not "
         "included), "
-        "through a moto S3 server on 127.0.0.1, in one process (no `kedro` start-up); load "
+        "through a moto S3 server on 127.0.0.1, in one process (no `kedro` start-up), each step "
+        "with a fresh S3 session as a separate command would have; load "
         f"average {os.getloadavg()[0]:.1f} (other work on the machine).",
         "",
         "| step | kedro-repro (s) | MiB/s | plain boto3, 10 at a time (s) | MiB/s |",
