@@ -65,7 +65,7 @@ REMOTE_CONFIG = "repro"
 """``conf/<env>/repro.yml``: its ``remote`` key names the default remote (:class:`RemoteSettings`)."""
 CHECKPOINT_MANIFEST = "CHECKPOINTS.json"  # a checkpoint store's own index, beside its files
 _IN_MEMORY = 64 << 20  # files up to this size are read once, hashed and sent from memory
-_WORKERS = 8  # concurrent transfers: object stores answer one request at a time per connection
+_WORKERS = 10  # concurrent transfers (as the AWS CLI): a connection carries one request at a time
 
 
 class TransferError(RuntimeError):
