@@ -311,3 +311,15 @@ def test_a_pull_killed_midway_leaves_no_torn_file_and_no_run_and_a_second_pull_c
     again = pull(clone, run_id, FolderRemote(remote))
     assert again.objects_skipped == len(placed) and again.manifests_written == [run_id]
     assert not list((clone / "data").rglob("*.tmp"))  # the dead writer's temporary is gone
+
+
+def test_a_run_that_has_not_finished_is_not_pushed(source, tmp_path):
+    project, run_id = source
+    record = json.loads((project / RUNS_DIR / run_id / "record.json").read_text())
+    record["status"] = "running"  # a run still going, or killed before its end
+    other = tmp_path / "project"
+    (other / RUNS_DIR / run_id).mkdir(parents=True)
+    (other / RUNS_DIR / run_id / "record.json").write_text(json.dumps(record))
+    with pytest.raises(TransferError, match="has not finished"):
+        push(other, run_id, FolderRemote(tmp_path / "remote"))
+    assert not (tmp_path / "remote").exists()

@@ -454,8 +454,8 @@ def push(
 ) -> TransferResult:
     """Send ``run_id`` (and the runs it loaded inputs from) to ``remote``.
 
-    Each run's stored bytes are checked against its record first (a tampered run is never
-    sent); objects the remote already holds are not sent again; each run's manifest is written
+    Only finished runs travel. Each run's stored bytes are checked against its record first
+    (a tampered run is never sent); objects the remote already holds are not sent again; each run's manifest is written
     after all its objects. A remote holding another record under the same run id is refused.
     """
     project = Path(project)
@@ -463,6 +463,11 @@ def push(
     manifests: list[tuple[RunManifest, RunManifest | None]] = []
     with open_cache(project) as cache:
         for current in _required_runs(project, run_id):
+            if load_run(project / RUNS_DIR, current).status == "running":
+                raise TransferError(
+                    f"run {current} has not finished (running, or killed: resume it first): "
+                    "only a final record travels"
+                )
             require_intact(project, current, what="to push")
             manifest = bundle_manifest(project, current, with_data=with_data, cache=cache)
             existing = _remote_manifest(remote, current)
