@@ -120,6 +120,8 @@ def main() -> None:
             "|---|---|---|---|---|",
             *rows,
             "| (b) fresh clone on a clean machine | bitwise, required by CI on every submission (tiny configuration, `.ci/run`) | - | 0 | 0 |",
+            # measured by tests/test_transfer.py (push, clone, pull under umask 077, verify)
+            "| (b) pulled into another git clone, in another folder, by a user with umask 077 (`kedro repro push` to S3, `kedro repro pull`) | bitwise, required by tests/test_transfer.py on every test run (tiny configuration, a real S3 server on 127.0.0.1) | - | 0 | 0 |",
             "| (e) CPU vs GPU | not measured: no GPU was lent to this project yet | | | |",
         ],
         doc=REPO / "docs/reproducibility.md",

@@ -208,3 +208,23 @@ def test_a_changed_stored_byte_is_named_by_check(project):
     result = _kedro(project, "repro", "check", run_id, check=False)
     assert result.returncode != 0
     assert "counts.json" in result.stdout + result.stderr
+
+
+def test_a_run_pushed_to_a_folder_and_pulled_into_a_clone_verifies_bitwise(project, tmp_path):
+    """push/pull know nothing of the project: any Kedro project's run travels, without s3fs."""
+    root, bin_dir, env = project
+    _kedro(project, "run", "--params", "selection.seed=13")
+    run_id = _runs(project)[-1]["run_id"]
+    remote = tmp_path / "remote"
+    pushed = json.loads(
+        _kedro(project, "repro", "push", run_id, str(remote), "--with-data", "--json").stdout
+    )
+    assert pushed["objects_transferred"] > 0 and pushed["runs"] == [run_id]
+
+    clone = tmp_path / "clone"
+    _run([*GIT, "clone", "-q", str(root), str(clone)], tmp_path, env)
+    kedro = str(bin_dir / "kedro")
+    _run([kedro, "repro", "pull", run_id, str(remote), "--with-data"], clone, env)
+    assert " INTACT " in _run([kedro, "repro", "check", run_id], clone, env).stdout
+    verified = _run([kedro, "repro", "verify", run_id, "--require", "bitwise"], clone, env)
+    assert "verdict: bitwise" in verified.stdout, verified.stdout + verified.stderr

@@ -21,6 +21,8 @@ from kedro_repro.cli.diff import diff
 from kedro_repro.cli.export import export
 from kedro_repro.cli.load_versions import load_versions
 from kedro_repro.cli.mlflow_sync import mlflow_sync
+from kedro_repro.cli.pull import pull_command
+from kedro_repro.cli.push import push_command
 from kedro_repro.cli.resume import resume
 from kedro_repro.cli.run import run_from
 from kedro_repro.cli.runs import run_summary, runs
@@ -42,6 +44,8 @@ COMMANDS: tuple[click.Command, ...] = (
     mlflow_sync,
     tag,
     load_versions,
+    push_command,
+    pull_command,
 )
 
 
