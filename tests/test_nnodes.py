@@ -208,6 +208,12 @@ def test_the_record_describes_each_machine_and_its_environment(project, two_mach
         w for w in workers if w is not joined and MARK in w["environment"]["environment_variables"]
     ] == []
     assert len({w["process"]["pid"] for w in workers} | {record["pid"]}) == 3
+    shown = run_kedro(project, "repro", "show", two_machines).stdout
+    rows = [line.split() for line in shown.splitlines() if line.strip().startswith("node-")]
+    assert [row[:3] for row in rows] == [
+        [w["name"], w["process"]["host"], str(w["process"]["pid"])] for w in record["workers"]
+    ]
+    assert all("same as the run" in line for line in shown.splitlines() if "node-" in line)
     # One machine: one entry, rendezvous standalone.
     [single] = _record(project, one_machine)["workers"]
     assert single["details"]["nnodes"] == 1 and single["details"]["ranks"] == [0, 1]
