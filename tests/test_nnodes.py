@@ -28,7 +28,7 @@ from kedro_repro.state import load_state
 from speech_repro.parameters import DistributedParams
 from speech_repro.pipelines.training.distributed import SPEC_FILE, join_command
 
-from .conftest import copy_project, run_kedro
+from .conftest import copy_project, kedro_unchecked, run_kedro
 
 RUNS = "data/09_runs"
 # 4 utterances a batch: 4 steps per epoch with 2 ranks, 8 in all; a checkpoint after each.
@@ -252,3 +252,32 @@ def test_a_killed_machine_fails_the_run_naming_it_and_resume_gives_the_same_bits
     assert _log(project, resumed) == _log(project, two_machines)
     assert _checkpoints(project, resumed).steps() == list(range(at + 1, steps + 1))
     assert sorted(os.listdir(distributed.workdir)) == []  # a finished run leaves nothing there
+
+
+def test_a_machine_that_never_joins_fails_the_run_naming_the_rendezvous(
+    project, two_machines, tmp_path
+):
+    distributed = _two_machines(_free_port(), tmp_path / "shared")
+    before = _runs(project)
+    # The training pipeline alone, on the features of the runs above: only the wait is tested.
+    result = kedro_unchecked(
+        project, "run", "--env", "test", "--pipelines", "training",
+        "--params", f"{_params(distributed)},training.distributed.join_timeout_s=3",
+    )  # fmt: skip
+    [run_id] = _runs(project) - before
+    record = _record(project, run_id)
+    expected = f"not all 2 machines joined the rendezvous at {distributed.rendezvous} within 3 s"
+    assert result.returncode != 0 and record["status"] == "crashed"
+    assert expected in record["error"] and expected in result.stderr
+    assert record["workers"] == [] and "model" not in record["ledger"]
+
+
+def test_the_parameters_refuse_a_world_that_does_not_fit_the_machines():
+    with pytest.raises(ValueError, match="does not split evenly over nnodes 2"):
+        DistributedParams(world_size=3, nnodes=2, rendezvous="h:1", workdir="/w")
+    with pytest.raises(ValueError, match="needs rendezvous"):
+        DistributedParams(world_size=2, nnodes=2, workdir="/w")
+    assert (
+        DistributedParams(world_size=4, nnodes=2, rendezvous="h:1", workdir="/w").nproc_per_node
+        == 2
+    )

@@ -188,7 +188,7 @@ def _train(
     )
     workers.report(workers.read_workers(workdir))  # failed or not: which machines ran it
     if result.returncode != 0:
-        raise RuntimeError(_failure(workdir, result.returncode, distributed.nnodes))
+        raise RuntimeError(_failure(workdir, result.returncode, distributed))
     output = load_state(workdir / RESULT_FILE)
     return output["model"], output["log"], output["selection"]
 
@@ -415,12 +415,13 @@ def _die_with_parent(sig: int) -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
 
 
-def _failure(workdir: Path, returncode: int, nnodes: int) -> str:
+def _failure(workdir: Path, returncode: int, distributed: DistributedParams) -> str:
     """What to tell the user when torchrun failed, naming the machine at fault.
 
     A rank that started but wrote neither an error nor its ``done`` file was killed, or its
     machine was lost; the errors of the other ranks (a closed connection) follow from that.
     """
+    nnodes = distributed.nnodes
     places = {
         int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in workdir.glob("rank-*.json")
     }
@@ -437,8 +438,8 @@ def _failure(workdir: Path, returncode: int, nnodes: int) -> str:
     if not places and nnodes > 1:  # torchrun never started a rank: the rendezvous did not fill
         return (
             f"{head}; no training process started: not all {nnodes} machines joined the "
-            "rendezvous within training.distributed.join_timeout_s (torchrun's output above "
-            "says more)"
+            f"rendezvous at {distributed.rendezvous} within {distributed.join_timeout_s} s "
+            "(training.distributed.join_timeout_s; torchrun's output above says more)"
         )
     causes = []
     missing = sorted(set(range(nnodes)) - {p["node_rank"] for p in places.values()})
