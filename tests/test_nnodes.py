@@ -89,11 +89,17 @@ def _joined(record: dict) -> dict:
 
 
 def _with_second_machine(
-    project: Path, args: list[str], distributed: DistributedParams, log: Path, kill_at: int = 0
+    project: Path,
+    args: list[str],
+    distributed: DistributedParams,
+    log: Path,
+    kill_at: int = 0,
+    checkout: Path | None = None,
 ) -> tuple[str, int, str]:
     """Run ``kedro <args>`` (this machine, rank of the rendezvous host) and, once it has written
-    its working directory, the other machine's torchrun. ``kill_at``: SIGKILL the other machine
-    (its torchrun and rank) once the run's checkpoint at that step exists.
+    its working directory, the other machine's torchrun, in ``checkout`` (default: ``project``).
+    ``kill_at``: SIGKILL the other machine (its torchrun and rank) once the run's checkpoint at
+    that step exists.
 
     Returns the new run's id, the Kedro process's exit status and its stderr.
     """
@@ -110,9 +116,10 @@ def _with_second_machine(
         assert time.monotonic() < deadline, "the run never wrote its working directory"
         time.sleep(0.05)
     command = join_command(distributed, Path(distributed.workdir), 1, python=sys.executable)
+    checkout = project if checkout is None else checkout
     joiner = subprocess.Popen(
-        command, cwd=project,
-        env={**env, "PYTHONPATH": str(project / "src"), MARK: "1"},
+        command, cwd=checkout,
+        env={**env, "PYTHONPATH": str(checkout / "src"), MARK: "1"},
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the whole machine can be killed
     )  # fmt: skip
@@ -270,6 +277,25 @@ def test_a_machine_that_never_joins_fails_the_run_naming_the_rendezvous(
     assert result.returncode != 0 and record["status"] == "crashed"
     assert expected in record["error"] and expected in result.stderr
     assert record["workers"] == [] and "model" not in record["ledger"]
+
+
+def test_a_machine_with_other_lock_files_is_refused_before_training(
+    project, two_machines, tmp_path
+):
+    other = copy_project(tmp_path / "other-checkout")  # another clone, its uv.lock changed
+    with open(other / "uv.lock", "a") as lock:
+        lock.write("# another environment\n")
+    distributed = _two_machines(_free_port(), tmp_path / "shared")
+    args = ["run", "--env", "test", "--pipelines", "training", "--params", _params(distributed)]
+    run_id, status, err = _with_second_machine(
+        project, args, distributed, tmp_path / "other.log", checkout=other
+    )
+    record = _record(project, run_id)
+    assert status != 0 and record["status"] == "crashed"
+    assert "runs other code than node" in record["error"] and "lock files" in record["error"]
+    assert "runs other code than node" in err
+    assert "model" not in record["ledger"] and not _checkpoints(project, run_id).steps()
+    assert len(record["workers"]) == 2  # both recorded: the record shows what differed
 
 
 def test_the_parameters_refuse_a_world_that_does_not_fit_the_machines():

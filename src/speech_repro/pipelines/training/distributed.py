@@ -319,12 +319,15 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a joining machine's ranks, too
         policy = DeterminismPolicy(**spec["policy"])
         apply_policy(policy)
-        if place["local_rank"] == 0:  # one record of each machine's environment
-            _record_machine(workdir, place, spec, policy)
+        # One record of each machine's environment, and what must be the same on all of them.
+        code = _record_machine(workdir, place, spec, policy) if place["local_rank"] == 0 else None
         if rank == 0:  # rank 0 speaks for the run (e.g. "Continuing from the checkpoint ...")
             _log_to_console()
         dist.init_process_group(backend=spec["backend"])
         try:
+            machines: list[Any] = [None] * size
+            dist.all_gather_object(machines, (place["node_rank"], place["host"], code))
+            require_same_code([m for m in machines if m[2] is not None])  # on every rank alike
             bundle, log, selection = fit(inputs, policy, World(rank, size))
             if rank == 0:
                 result = {"model": bundle, "log": log, "selection": selection}
@@ -354,8 +357,9 @@ def _place(rank: int) -> dict[str, Any]:
 
 def _record_machine(
     workdir: Path, place: dict[str, Any], spec: dict[str, Any], policy: DeterminismPolicy
-) -> None:
-    """Write this machine's environment for the run record (``node-<n>.worker.json``)."""
+) -> dict[str, Any]:
+    """Write this machine's environment for the run record (``node-<n>.worker.json``); returns
+    what :func:`require_same_code` compares: commit, uncommitted changes, lock files, torch."""
     from speech_repro.project_config import REPRO  # the project's variables and lock files
 
     details = {
@@ -371,7 +375,34 @@ def _record_machine(
     }
     # The checkout whose code this rank imported: its commit and lock files are recorded.
     project = Path(speech_repro.__file__).resolve().parents[2]
-    workers.write_worker(workdir, f"node-{place['node_rank']}", details, project, REPRO.environment)
+    name = f"node-{place['node_rank']}"
+    path = workers.write_worker(workdir, name, details, project, REPRO.environment)
+    environment = json.loads(path.read_text())["environment"]
+    git = environment["git"] or {}
+    return {
+        "commit": git.get("commit"),
+        "uncommitted changes": git.get("diff_digest"),
+        "lock files": environment["lock_files"],
+        "torch": (environment["torch"] or {}).get("version"),
+    }
+
+
+def require_same_code(machines: list[tuple[int, str, dict[str, Any]]]) -> None:
+    """Refuse to train unless every machine runs the same code on the same locked environment.
+
+    ``machines``: ``(node rank, host, what _record_machine returned)``. Another commit, other
+    uncommitted changes, other lock files or another torch would compute other bits, and the
+    run record could not say which code a result came from.
+    """
+    (first_node, first_host, expected), *others = sorted(machines, key=lambda m: m[0])
+    for node, host, found in others:
+        if differ := [key for key in expected if found.get(key) != expected[key]]:
+            values = "; ".join(f"{key} {found.get(key)} != {expected[key]}" for key in differ)
+            raise RuntimeError(
+                f"node {node} ({host}) runs other code than node {first_node} ({first_host}): "
+                f"{values}. Every machine needs the same commit, uv.lock and flake.lock "
+                "(docs/scaling.md)"
+            )
 
 
 def _rank_environment(policy: DeterminismPolicy, device: str) -> dict[str, str]:

@@ -74,10 +74,12 @@ def _review_text(project: Path, record: RunRecord) -> str:
 
 
 def _worker_row(record: RunRecord, worker: WorkerEntry) -> list[Any]:
-    """One worker: where it ran, its interpreter, and whether its code and locks are the run's."""
+    """One worker: where it ran, its interpreter, and whether its code (commit and uncommitted
+    changes) and lock files are the run's."""
     env, own = worker.environment, record.environment
-    same = (env.git or {}).get("commit") == (own.git or {}).get("commit") and (
-        env.lock_files == own.lock_files
+    git, own_git = env.git or {}, own.git or {}
+    same = env.lock_files == own.lock_files and all(
+        git.get(key) == own_git.get(key) for key in ("commit", "diff_digest")
     )
     return [
         worker.name,
