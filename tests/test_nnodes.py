@@ -232,7 +232,7 @@ def test_a_killed_machine_fails_the_run_naming_it_and_resume_gives_the_same_bits
     distributed = _two_machines(_free_port(), tmp_path / "shared")
     params = ["run", "--env", "test", "--params", _params(distributed)]
     killed, status, err = _with_second_machine(
-        project, params, distributed, tmp_path / "killed.log", kill_at=2
+        project, params, distributed, tmp_path / "killed.log", kill_at=1
     )
     record = _record(project, killed)
     at = max(_checkpoints(project, killed).steps())
