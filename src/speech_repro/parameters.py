@@ -86,10 +86,39 @@ class DriftParams(ParameterSection):
 
 
 class DistributedParams(ParameterSection):
-    """Data-parallel training: ``world_size`` processes on this machine, ``backend``."""
+    """Data-parallel training: ``world_size`` processes in all, on ``nnodes`` machines, ``backend``.
+
+    With ``nnodes`` > 1 (docs/scaling.md) each machine runs ``world_size // nnodes`` processes;
+    the Kedro machine hosts the c10d ``rendezvous`` (``host:port``) and writes the ranks' inputs to
+    ``workdir``, a directory every machine reads and writes under the same path (a shared file
+    system). ``join_timeout_s``: how long the machines wait for each other to join.
+    """
 
     world_size: int = 1
     backend: str = "auto"
+    nnodes: int = Field(default=1, ge=1)
+    rendezvous: str | None = None
+    workdir: str | None = None
+    join_timeout_s: int = Field(default=600, ge=1)
+
+    @model_validator(mode="after")
+    def _fits_the_nodes(self) -> DistributedParams:
+        if self.world_size % self.nnodes:
+            raise ValueError(
+                f"world_size {self.world_size} does not split evenly over nnodes {self.nnodes}: "
+                "every machine runs the same number of training processes"
+            )
+        if self.nnodes > 1 and not (self.rendezvous and self.workdir):
+            raise ValueError(
+                f"nnodes {self.nnodes} needs rendezvous (host:port of this machine, where the "
+                "other machines join) and workdir (a directory every machine shares)"
+            )
+        return self
+
+    @property
+    def nproc_per_node(self) -> int:
+        """Training processes on each machine."""
+        return self.world_size // self.nnodes
 
 
 class SelectionParams(ParameterSection):

@@ -19,7 +19,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 from kedro.io.core import VersionNotFoundError
 
-from kedro_repro import identity, runlog
+from kedro_repro import identity, runlog, workers
 from kedro_repro.code import capture_code
 from kedro_repro.config import ReproConfig
 from kedro_repro.environment import capture_environment
@@ -42,6 +42,7 @@ from kedro_repro.record import (
     ProcessSection,
     RunOptions,
     RunRecord,
+    WorkerEntry,
     is_run_id,
     write_json,
     write_record,
@@ -184,8 +185,18 @@ class RunRecordHook:
         self.record.code = capture_code(self._project, self._dir)
         # Datasets that present the run (a report's header) read its identity from this record.
         identity.publish(lambda: self.record)
+        # Processes a node starts (the machines of a multi-machine training) report here.
+        workers.publish(self._add_workers)
         self._capture_warnings()
         self._write()
+
+    def _add_workers(self, entries: list[dict[str, Any]]) -> None:
+        """Add processes that computed part of the run, with their environments, to the record."""
+        with self._lock:
+            if self.record is None:
+                return
+            self.record.workers.extend(WorkerEntry(**entry) for entry in entries)
+            self._write()
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:

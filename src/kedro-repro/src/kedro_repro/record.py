@@ -196,6 +196,18 @@ class Environment(_Strict):
     hostname: str
 
 
+class WorkerEntry(_Strict):
+    """A process other than the Kedro one that computed part of a run (e.g. one machine of a
+    multi-machine training), with its own environment (see :mod:`kedro_repro.workers`)."""
+
+    name: Name
+    """What the launcher calls it (e.g. ``train_model/node-1``)."""
+    process: ProcessSection
+    details: dict[str, Any] = {}
+    """The launcher's facts about it: its rank among the machines, the ranks it ran, ..."""
+    environment: Environment
+
+
 class RunRecord(_Strict):
     """A run record as stored in ``record.json``."""
 
@@ -224,6 +236,8 @@ class RunRecord(_Strict):
     ledger: dict[Name, LedgerEntry]
     nodes: dict[Name, NodeEntry]
     checkpoints: dict[Name, CheckpointSection] = {}
+    workers: list[WorkerEntry] = []
+    """Other processes, on this machine or others, that computed part of the run (absent: none)."""
     nondeterministic_operations: list[str]
     metrics: dict[str, Any] | None
     data_snapshot: DataSnapshot | None

@@ -20,7 +20,14 @@ from kedro_repro.cli.common import (
 )
 from kedro_repro.hashing import digest_hex
 from kedro_repro.integrity import RunCheck, check_run
-from kedro_repro.record import RunRecord, load_run, record_document, redacted, status
+from kedro_repro.record import (
+    RunRecord,
+    WorkerEntry,
+    load_run,
+    record_document,
+    redacted,
+    status,
+)
 from kedro_repro.redaction import redact_record, redact_text
 from kedro_repro.signing import default_allowed_signers
 from kedro_repro.summary import SHORT_DIGEST
@@ -77,6 +84,25 @@ def _review_text(project: Path, record: RunRecord) -> str:
     return "review       needs attention\n" + "\n".join(f"  - {item}" for item in attention)
 
 
+def _worker_row(record: RunRecord, worker: WorkerEntry) -> list[Any]:
+    """One worker: where it ran, its interpreter, and whether its code (commit and uncommitted
+    changes) and lock files are the run's."""
+    env, own = worker.environment, record.environment
+    git, own_git = env.git or {}, own.git or {}
+    same = env.lock_files == own.lock_files and all(
+        git.get(key) == own_git.get(key) for key in ("commit", "diff_digest")
+    )
+    return [
+        worker.name,
+        worker.process.host,
+        worker.process.pid,
+        env.python["version"],
+        (env.torch or {}).get("version"),
+        "same as the run" if same else "DIFFERENT from the run",
+        " ".join(f"{k}={v}" for k, v in worker.details.items()),
+    ]
+
+
 def _print_record(record: RunRecord, checked: RunCheck) -> None:
     env = record.environment
     # Free-form sections, read by key: what torch, the hardware and git could tell.
@@ -107,6 +133,13 @@ def _print_record(record: RunRecord, checked: RunCheck) -> None:
     if record.error:
         lines.append(f"error        {record.error}")
     click.echo("\n".join(lines))
+    if record.workers:
+        click.echo("workers (other processes that computed part of the run, each's environment)")
+        print_table(
+            ["name", "host", "pid", "python", "torch", "code, locks", "details"],
+            (_worker_row(record, w) for w in record.workers),
+            indent=2,
+        )
     click.echo("inputs")
     print_table(
         ["dataset", "version", "digest"],
