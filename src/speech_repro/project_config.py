@@ -17,6 +17,7 @@ from kedro_repro.config import (
     Presentation,
     ReproConfig,
     SnapshotTable,
+    StepReplay,
     Tracking,
 )
 from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
@@ -42,6 +43,13 @@ def describe_wer_test(verdict: dict[str, Any]) -> str:
         f"(delta {verdict['delta']:+.4f}, speaker-bootstrap {100 * verdict['level']:.0f}% CI "
         f"{format_interval(verdict, '+.4f')}, {verdict['speakers']} speakers)"
     )
+
+
+def replay_training(*args: Any) -> list[dict[str, Any]]:
+    """``verify --bisect``'s replay of the training (torch: imported only when it runs)."""
+    from speech_repro.pipelines.training.replay import replay_training
+
+    return replay_training(*args)
 
 
 def describe_metrics(metrics: dict[str, Any]) -> list[str]:
@@ -89,6 +97,14 @@ REPRO = ReproConfig(
         seed="training.seed",
         review_dataset="review_flags",
         describe_metrics=describe_metrics,
+    ),
+    # `kedro repro verify --bisect`: the training replayed from a checkpoint, its log as the
+    # per-step trace (loss and gradient norm, compared bit for bit).
+    step_replay=StepReplay(
+        inputs=("features", "split_lock", "manifest", "norm_stats"),
+        run=replay_training,
+        trace_dataset="training_log",
+        trace_columns=("loss", "grad_norm", "learning_rate"),
     ),
     # `kedro repro mlflow-sync`: WER/CER/MER/WIL per split with the speaker-bootstrap interval,
     # and for a seed sweep the mean, spread and Student-t interval of the WER over seeds.
