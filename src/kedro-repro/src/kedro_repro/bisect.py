@@ -61,9 +61,11 @@ class StepProbe:
     step computes the same bits with or without the probe.
     """
 
-    def __init__(self, stop: int, dump_step: int | None = None):
+    def __init__(self, stop: int, dump_step: int | None = None, watch: bool = True):
         self.stop = stop
         self.dump_step = dump_step
+        self.watch = watch
+        """False: no hooks, the probe only stops the loop (to measure what the hooks cost)."""
         self.trace: dict[int, dict[str, Any]] = {}
         self.dumped: dict[str, Any] = {}
 
@@ -76,6 +78,9 @@ class StepProbe:
         """Hook ``module`` for the optimizer step ``number`` (1-based) run inside the block."""
         from kedro_repro.hashing import tensors_digest
 
+        if not self.watch:
+            yield
+            return
         events: list[tuple[str, str, str]] = []
         dump = number == self.dump_step
         handles: list[Any] = []
@@ -156,6 +161,8 @@ class SegmentRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     """Dotted parameter overrides on top of the recorded values (``determinism.threads``)."""
     dump_step: int | None = None
+    watch: bool = True
+    """False: replay without hooks (only to measure what they cost)."""
 
 
 def replay_segment(
@@ -214,7 +221,7 @@ def _run_request(request: SegmentRequest) -> None:
         os.link(source, begin / source.name)
         (begin / "CHECKPOINTS.json").write_bytes((source.parent / "CHECKPOINTS.json").read_bytes())
     store = CheckpointStore(out / "checkpoints", resume_from=begin)
-    probe = StepProbe(request.stop, request.dump_step)
+    probe = StepProbe(request.stop, request.dump_step, request.watch)
     import torch
 
     started = time.perf_counter()
@@ -494,6 +501,7 @@ def bisect(
     say = progress or (lambda line: None)
     record = load_run(project / RUNS_DIR, run_id)
     replayed_record = load_run(replay_workdir / RUNS_DIR, replay_id)
+    began_all = time.perf_counter()
     result = Bisection(environment=explanation)
     recorded_section = record.checkpoints.get(checkpoints)
     replayed_section = replayed_record.checkpoints.get(checkpoints)
@@ -570,6 +578,7 @@ def bisect(
     if first is not None:
         result.first_divergent_module = first.module
         result.first_divergent_kind = first.kind
+    result.seconds["total"] = time.perf_counter() - began_all
     return result
 
 
