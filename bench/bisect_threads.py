@@ -6,7 +6,7 @@ interval from the recorded start, in a fresh process), with and without the prob
 The target (issue 15): the bisection finds the first divergent step in at most
 2 x (one segment replay) x log2(segments). Writes the `bench:bisect` block of docs/benchmarks.md.
 
-    uv run python bench/bisect.py
+    uv run python bench/bisect_threads.py
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
     first = next(m for m in bisection["modules"] if not m["equal"])
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by "
-        "`uv run python bench/bisect.py`: the default `kedro run` (2 threads, "
+        "`uv run python bench/bisect_threads.py`: the default `kedro run` (2 threads, "
         f"{steps} steps, {segments} checkpoint intervals of {end - start} steps at most), then "
         "`kedro repro verify RUN --params determinism.threads=1 --bisect`.",
         "",

@@ -95,15 +95,20 @@ def test_the_bisection_names_the_environment_differences(two_threads):
     assert explanation["environment"]["threads"]["num_threads"] == [1, 2]
 
 
-def test_the_report_for_people_names_step_and_module(project, run_id):
-    code, out, _ = _verify(
-        project, run_id, "--params", "determinism.threads=2", "--bisect", "--quiet"
-    )
-    assert code == 1
+def test_the_report_for_people_names_step_module_and_cause(two_threads, capsys):
+    from kedro_repro.bisect import Bisection, ModuleDiff
+    from kedro_repro.cli.verify import _print_bisection
+
+    fields = dict(two_threads["bisection"])
+    fields["modules"] = [ModuleDiff(**m) for m in fields["modules"]]
+    _print_bisection(Bisection(**fields))
+    out = capsys.readouterr().out
+    assert "first divergent interval  steps 0 -> 5" in out
     assert "first divergent step      1:" in out
     assert "first divergent module    conv (param_grad) at step 1" in out
     assert "explained by              parameters/determinism.threads: 1 -> 2" in out
-    assert "reproduces the recorded run" in out
+    assert "explained by              environment/threads/num_threads: 1 -> 2" in out
+    assert "(1 threads): reproduces the recorded run" in out
 
 
 def test_an_honest_replay_reports_no_divergence(project, run_id):
