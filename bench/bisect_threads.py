@@ -6,11 +6,15 @@ interval from the recorded start, in a fresh process), with and without the prob
 The target (issue 15): the bisection finds the first divergent step in at most
 2 x (one segment replay) x log2(segments). Writes the `bench:bisect` block of docs/benchmarks.md.
 
-    uv run python bench/bisect_threads.py
+    uv run python bench/bisect_threads.py              # the default configuration
+    uv run python bench/bisect_threads.py --env test   # the test configuration (seconds)
+
+With 1 recorded thread (the test configuration) the replay gets 2.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -26,7 +30,10 @@ from kedro_repro.bisect import SegmentRequest, replay_segment
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
-ANCHOR = "blake3:1a2f35dbe3485780cf530a2d601afdc2229fcc04b1d6498f23d241f5b31d546e"
+ANCHOR = {  # the model digests training must keep (default and test configuration)
+    None: "blake3:1a2f35dbe3485780cf530a2d601afdc2229fcc04b1d6498f23d241f5b31d546e",
+    "test": "blake3:866276a502d1dde41e144ab2350ffc2087140f003c24a1746c78658ba02bfa14",
+}
 
 
 def kedro(
@@ -51,16 +58,22 @@ def segment(project: Path, run_id: str, stop: int, out: Path, watch: bool) -> fl
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env", default=None, help="configuration environment (default: base)")
+    env = parser.parse_args().env
+    options = ["--env", env] if env else []
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "speech-repro"
         subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
-        _, run_seconds = kedro(project, "run")
+        _, run_seconds = kedro(project, "run", *options)
         run_id = sorted(p.name for p in (project / "data/09_runs").iterdir() if p.is_dir())[-1]
         record = json.loads((project / "data/09_runs" / run_id / "record.json").read_text())
         model = record["ledger"]["model"]["digest"]
         training = record["parameters"]["tunable"]["training"]
+        recorded = record["parameters"]["design"]["determinism"]["threads"]
+        threads = 2 if recorded == 1 else 1
         result, verify_seconds = kedro(
-            project, "repro", "verify", run_id, "--params", "determinism.threads=1", "--bisect",
+            project, "repro", "verify", run_id, "--params", f"determinism.threads={threads}", "--bisect",
             "--require", "metric", "--quiet", "--json", check=False,
         )  # fmt: skip
         out = result.stdout
@@ -81,13 +94,14 @@ def main() -> None:
     first = next(m for m in bisection["modules"] if not m["equal"])
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by "
-        "`uv run python bench/bisect_threads.py`: the default `kedro run` (2 threads, "
-        f"{steps} steps, {segments} checkpoint intervals of {end - start} steps at most), then "
-        "`kedro repro verify RUN --params determinism.threads=1 --bisect`.",
+        f"`uv run python bench/bisect_threads.py{' --env ' + env if env else ''}`: "
+        f"`kedro run{' --env ' + env if env else ''}` ({recorded} thread(s), "
+        f"{steps} steps, {segments} checkpoint intervals), then "
+        f"`kedro repro verify RUN --params determinism.threads={threads} --bisect`.",
         "",
         "| what | seconds |",
         "|---|---|",
-        f"| `kedro run` (default) | {run_seconds:.0f} |",
+        f"| `kedro run` | {run_seconds:.0f} |",
         f"| `verify --bisect` in all (full replay, grading, bisection) | {verify_seconds:.0f} |",
         f"| bisection alone (interval, step, module) | {bisect_seconds:.1f} |",
         f"| of which: both interval replays, in parallel | {bisection['seconds']['steps']:.1f} |",
@@ -105,10 +119,10 @@ def main() -> None:
         f"{first['max_abs_diff']:.3g}). The probe's hooks cost "
         f"{100 * (seg_seconds / bare_seconds - 1):+.0f} % on a segment replay; training itself "
         "runs without a probe. Model digest "
-        + ("equals" if model == ANCHOR else f"DIFFERS from ({model})")
-        + " the default anchor.",
+        + ("equals" if model == ANCHOR[env] else f"DIFFERS ({model}) from")
+        + " the anchor.",
     ]
-    write_section("bisect", lines)
+    write_section(f"bisect_{env}" if env else "bisect", lines)
 
 
 if __name__ == "__main__":

@@ -507,6 +507,9 @@ def bisect(
     replayed_section = replayed_record.checkpoints.get(checkpoints)
     recorded_digests = checkpoint_steps(recorded_section.files) if recorded_section else {}
     replayed_digests = checkpoint_steps(replayed_section.files) if replayed_section else {}
+    if replayed_section is None:
+        result.note = f"the replay saved no {checkpoints} (it did not train): nothing to bisect"
+        return result
     traces = None
     if trace_dataset is not None and trace_dataset in replayed_record.ledger:
         traces = [
