@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kedro_repro.bisect import first_divergent_interval
-from kedro_repro.record import list_records
+from kedro_repro.bisect import SegmentRequest, first_divergent_interval, replay_segment
+from kedro_repro.record import list_records, load_run
 from kedro_repro.session import RUNS_DIR
 
 from .conftest import copy_project, run_kedro
@@ -80,13 +80,30 @@ def test_two_threads_diverge_and_the_bisection_names_step_1_and_the_conv_weight_
     assert order == sorted(order)
 
 
-def test_the_reference_replay_with_the_probe_reproduces_the_recorded_run(two_threads):
+def test_the_reference_replay_reproduces_the_recorded_steps(two_threads):
     bisection = two_threads["bisection"]
+    # the log first differs at step 2 (gradient norm): the step replays need go no further
+    assert bisection["replayed_to"] == 2
     assert bisection["reference"]["threads"] == 1
     assert bisection["reference"]["logged_steps_match"] is True
-    assert bisection["reference"]["end_checkpoint_matches"] is True
+    assert bisection["reference"]["reproduces"] is True
     assert bisection["candidate"]["threads"] == 2
-    assert bisection["candidate"]["end_checkpoint_matches"] is False
+    assert bisection["candidate"]["logged_steps_match"] is False
+
+
+def test_a_replay_under_the_probe_writes_the_recorded_checkpoint_bit_for_bit(
+    project, run_id, tmp_path
+):
+    record = load_run(project / RUNS_DIR, run_id)
+    recorded = record.checkpoints["training_checkpoints"].files["step-000000005.safetensors"]
+    process = replay_segment(SegmentRequest(str(project), run_id, 0, 5, str(tmp_path / "seg")))
+    assert process.wait() == 0, (tmp_path / "seg" / "output.log").read_text()[-3000:]
+    trace = json.loads((tmp_path / "seg" / "trace.json").read_text())
+    assert trace["checkpoints"] == {"step-000000005.safetensors": recorded}
+    assert sorted(trace["steps"], key=int) == ["1", "2", "3", "4", "5"]
+    events = trace["steps"]["1"]["events"]
+    assert [e[:2] for e in events[:2]] == [["output", "subsample"], ["output", "conv"]]
+    assert {"output", "output_grad", "param_grad"} == {e[0] for e in events}
 
 
 def test_the_bisection_names_the_environment_differences(two_threads):
@@ -109,6 +126,7 @@ def test_the_report_for_people_names_step_module_and_cause(two_threads, capsys):
     assert "explained by              parameters/determinism.threads: 1 -> 2" in out
     assert "explained by              environment/threads/num_threads: 1 -> 2" in out
     assert "(1 threads): reproduces the recorded run" in out
+    assert "steps replayed            0 -> 2" in out
 
 
 def test_an_honest_replay_reports_no_divergence(project, run_id):

@@ -308,6 +308,8 @@ class Bisection:
     interval: list[int] | None = None
     """``[start, end]``: the first checkpoint interval that does not reproduce (steps)."""
     interval_evidence: str = ""
+    replayed_to: int | None = None
+    """The step replays ran from the interval's start to this step."""
     first_divergent_step: int | None = None
     """The first optimizer step whose logged values, parameters or module tensors differ."""
     step_differences: list[str] = field(default_factory=list)
@@ -349,6 +351,15 @@ def checkpoint_steps(files: dict[str, str]) -> dict[int, str]:
     return {int(m.group(1)): d for n, d in files.items() if (m := _CHECKPOINT.match(n))}
 
 
+def first_logged_difference(
+    recorded_trace: dict[int, dict[str, Any]], replayed_trace: dict[int, dict[str, Any]]
+) -> int | None:
+    """The first step whose logged values differ between two per-step traces."""
+    return next(
+        (s for s in sorted(recorded_trace) if replayed_trace.get(s) != recorded_trace[s]), None
+    )
+
+
 def first_divergent_interval(
     recorded: dict[int, str],
     replayed: dict[int, str],
@@ -364,10 +375,7 @@ def first_divergent_interval(
     kept = sorted(recorded)
     first_step = None
     if recorded_trace is not None and replayed_trace is not None:
-        first_step = next(
-            (s for s in sorted(recorded_trace) if replayed_trace.get(s) != recorded_trace[s]),
-            None,
-        )
+        first_step = first_logged_difference(recorded_trace, replayed_trace)
     by_digest = next(
         (s for s in kept if s in replayed and replayed[s] != recorded[s]),
         None,
@@ -524,6 +532,11 @@ def bisect(
         result.note = "the replay's training reproduces the run: nothing to bisect"
         return result
     start, end = interval
+    # The logged values differ by that step, so the computation differed at it or before: the
+    # step replays need not go further than that (nor to a checkpoint the run did not keep).
+    logged = first_logged_difference(*traces) if traces else None
+    stop = min(end, logged) if logged else end
+    result.replayed_to = stop
     say(f"bisect: first divergent interval: steps {start} -> {end} ({why})")
     scratch = Path(scratch or tempfile.mkdtemp(prefix=f"bisect-{run_id}-"))
 
@@ -534,14 +547,14 @@ def bisect(
 
     began = time.perf_counter()
     reference, candidate = _run_pair(
-        [request("reference", end, {}, None), request("candidate", end, overrides, None)],
+        [request("reference", stop, {}, None), request("candidate", stop, overrides, None)],
         python,
         import_paths,
     )
     result.seconds["steps"] = time.perf_counter() - began
     recorded_log = traces[0] if traces else {}
-    result.reference = _describe(reference, recorded_log, recorded_digests, end, start)
-    result.candidate = _describe(candidate, recorded_log, recorded_digests, end, start)
+    result.reference = _describe(reference, recorded_log, recorded_digests, stop, start)
+    result.candidate = _describe(candidate, recorded_log, recorded_digests, stop, start)
     step = first_step(reference, candidate)
     if step is None:
         result.note = (

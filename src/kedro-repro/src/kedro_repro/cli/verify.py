@@ -288,13 +288,13 @@ def _print_bisection(bisection: Any) -> None:
         + "; ".join(bisection.step_differences[:6])
     )
     reference, candidate = bisection.reference, bisection.candidate
+    verdict = "reproduces" if reference["reproduces"] else "does NOT reproduce"
     click.echo(
         f"  reference replay          recorded settings ({reference['threads']} threads): "
-        + ("reproduces the recorded run" if reference["reproduces"] else "does NOT reproduce the recorded run")
-    )  # fmt: skip
-    click.echo(
-        f"  candidate replay          the replay's settings ({candidate['threads']} threads)"
+        f"{verdict} the recorded run"
     )
+    click.echo(f"  candidate replay          replay settings ({candidate['threads']} threads)")
+    click.echo(f"  steps replayed            {start} -> {bisection.replayed_to}, fresh processes")
     if bisection.first_divergent_module is None:
         click.echo(f"  {bisection.note}")
         return
