@@ -60,14 +60,20 @@ def segment(project: Path, run_id: str, stop: int, out: Path, watch: bool) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default=None, help="configuration environment (default: base)")
-    env = parser.parse_args().env
+    parser.add_argument(
+        "--project", default=None, type=Path, help="a clone holding a complete run to use"
+    )
+    arguments = parser.parse_args()
+    env = arguments.env
     options = ["--env", env] if env else []
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "speech-repro"
-        subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
-        _, run_seconds = kedro(project, "run", *options)
+        project = arguments.project or Path(tmp) / "speech-repro"
+        if arguments.project is None:
+            subprocess.run(["git", "clone", "-q", str(REPO), str(project)], check=True)
+            kedro(project, "run", *options)
         run_id = sorted(p.name for p in (project / "data/09_runs").iterdir() if p.is_dir())[-1]
         record = json.loads((project / "data/09_runs" / run_id / "record.json").read_text())
+        run_seconds = record["duration_seconds"]
         model = record["ledger"]["model"]["digest"]
         training = record["parameters"]["tunable"]["training"]
         recorded = record["parameters"]["design"]["determinism"]["threads"]
@@ -87,8 +93,10 @@ def main() -> None:
         every = training["checkpoint_every_steps"] or per_epoch
         checkpoints = {s for s in range(1, steps + 1) if s % every == 0 or s % per_epoch == 0}
         segments = len(checkpoints)
-        seg_seconds = segment(project, run_id, end, Path(tmp) / "seg-watch", watch=True)
-        bare_seconds = segment(project, run_id, end, Path(tmp) / "seg-bare", watch=False)
+        # One segment: the first checkpoint interval of the schedule, from the start.
+        first_interval = min(checkpoints)
+        seg_seconds = segment(project, run_id, first_interval, Path(tmp) / "seg", watch=True)
+        bare_seconds = segment(project, run_id, first_interval, Path(tmp) / "bare", watch=False)
     bisect_seconds = bisection["seconds"]["total"]
     target = 2 * seg_seconds * math.log2(segments)
     first = next(m for m in bisection["modules"] if not m["equal"])
@@ -107,12 +115,13 @@ def main() -> None:
         f"| of which: both interval replays, in parallel | {bisection['seconds']['steps']:.1f} |",
         f"| of which: both dumps of step {bisection['first_module_step']}, in parallel | "
         f"{bisection['seconds'].get('modules', 0):.1f} |",
-        f"| one segment replay (steps {start}-{end}, fresh process, with the probe) | "
+        f"| one segment replay (steps 0-{first_interval}, fresh process, with the probe) | "
         f"{seg_seconds:.1f} |",
         f"| the same without the probe's hooks | {bare_seconds:.1f} |",
         f"| target: 2 x segment x log2({segments}) | {target:.1f} |",
         "",
         f"Bisection / target: {bisect_seconds / target:.2f}. Found: interval {start}-{end} "
+        f"(replayed to step {bisection['replayed_to']}) "
         f"({bisection['interval_evidence']}), first divergent step "
         f"{bisection['first_divergent_step']}, first divergent module "
         f"`{bisection['first_divergent_module']}` ({first['kind']} {first['tensor']}, max |diff| "
