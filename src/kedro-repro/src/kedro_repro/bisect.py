@@ -6,14 +6,15 @@ it down in three stages:
 1. **Checkpoint interval.** The replay's checkpoints are compared with the recorded ones by
    digest; where the run pruned its checkpoints, the project's per-step trace (a dataset with one
    row per optimizer step, e.g. a training log) dates the first divergent step instead.
-2. **Optimizer step.** That interval is replayed from the recorded checkpoint at its start (or
-   from scratch) twice, in two fresh processes: once under the run's recorded parameters (the
-   *reference*) and once with the replay's overrides (the *candidate*). Each records, per step,
-   the logged values, a digest of every parameter after the step, and a digest of every
+2. **Optimizer step.** The training is replayed from the recorded checkpoint at the interval's
+   start (or from scratch) up to the first step whose logged values differ (the interval's end
+   without a trace) twice, in two fresh processes: once under the run's recorded parameters
+   (the *reference*) and once with the replay's overrides (the *candidate*). Each records, per
+   step, the logged values, a digest of every parameter after the step, and a digest of every
    module's forward output, of the gradient reaching that output and of every parameter's
    gradient, in execution order (:class:`StepProbe`). The reference must reproduce the recorded
-   trace and checkpoint, which shows that the probe changes nothing; the first step where the
-   two processes differ is the first divergent step.
+   trace (and checkpoint, where it ends on one), which shows that the probe changes nothing;
+   the first step where the two processes differ is the first divergent step.
 3. **Module.** Both processes replay again up to that step and dump its tensors; compared in
    execution order, the first module whose output or gradient differs is named, with the
    largest absolute difference of each.
