@@ -113,7 +113,8 @@ def main() -> None:
         f"| `verify --bisect` in all (full replay, grading, bisection) | {verify_seconds:.0f} |",
         f"| bisection alone (interval, step, module) | {bisect_seconds:.1f} |",
         f"| of which: both interval replays, in parallel | {bisection['seconds']['steps']:.1f} |",
-        f"| of which: both dumps of step {bisection['first_module_step']}, in parallel | "
+        f"| of which: a second pair for the dumps of step {bisection['first_module_step']} "
+        "(none when the first pair kept them) | "
         f"{bisection['seconds'].get('modules', 0):.1f} |",
         f"| one segment replay (steps 0-{first_interval}, fresh process, with the probe) | "
         f"{seg_seconds:.1f} |",

@@ -15,7 +15,8 @@ it down in three stages:
    gradient, in execution order (:class:`StepProbe`). The reference must reproduce the recorded
    trace (and checkpoint, where it ends on one), which shows that the probe changes nothing;
    the first step where the two processes differ is the first divergent step.
-3. **Module.** Both processes replay again up to that step and dump its tensors; compared in
+3. **Module.** The tensors of that step, dumped by both processes (by the same replays when
+   they span at most :data:`DUMP_ALL_STEPS` steps, otherwise by a second pair), compared in
    execution order, the first module whose output or gradient differs is named, with the
    largest absolute difference of each.
 
@@ -47,6 +48,9 @@ from kedro_repro.record import RUNS_DIR, RunRecord, load_run
 
 _CHECKPOINT = re.compile(r"^step-(\d{9})\.safetensors$")
 
+DUMP_ALL_STEPS = 8
+"""Step replays this short keep every step's tensors: the module comes without replaying again."""
+
 
 # --- in the replaying process: the probe the training loop calls ---------------------------------
 
@@ -57,14 +61,14 @@ class StepProbe:
     ``with probe.step(n, module): <one optimizer step>`` hooks ``module`` and all its submodules
     for that step: forward outputs, the gradients reaching them and every parameter's gradient
     (when accumulated, before any clipping) are digested in the order they happen, and the
-    parameters after the step. At ``dump_step`` the tensors themselves are kept too.
+    parameters after the step. At each of ``dump_steps`` the tensors themselves are kept too.
     :meth:`finished` tells the loop to stop after ``stop`` steps. Hooks only read tensors, so a
     step computes the same bits with or without the probe.
     """
 
-    def __init__(self, stop: int, dump_step: int | None = None, watch: bool = True):
+    def __init__(self, stop: int, dump_steps: tuple[int, ...] = (), watch: bool = True):
         self.stop = stop
-        self.dump_step = dump_step
+        self.dump_steps = set(dump_steps)
         self.watch = watch
         """False: no hooks, the probe only stops the loop (to measure what the hooks cost)."""
         self.trace: dict[int, dict[str, Any]] = {}
@@ -83,14 +87,14 @@ class StepProbe:
             yield
             return
         events: list[tuple[str, str, str]] = []
-        dump = number == self.dump_step
+        dump = number in self.dump_steps
         handles: list[Any] = []
         names = {id(m): name or "(root)" for name, m in module.named_modules()}
 
         def keep(kind: str, name: str, tensors: dict[str, Any]) -> None:
             if dump:
                 for key, tensor in tensors.items():
-                    label = f"{len(events):05d}|{kind}|{name}|{key}"
+                    label = f"{number:09d}|{len(events):05d}|{kind}|{name}|{key}"
                     self.dumped[label] = tensor.detach().clone().contiguous().cpu()
             events.append((kind, name, tensors_digest(tensors)))
 
@@ -161,7 +165,8 @@ class SegmentRequest:
     """A folder the process writes ``trace.json`` (and ``dump.safetensors``) into."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Dotted parameter overrides on top of the recorded values (``determinism.threads``)."""
-    dump_step: int | None = None
+    dump_steps: list[int] = field(default_factory=list)
+    """Steps whose tensors are written to ``dump.safetensors``."""
     watch: bool = True
     """False: replay without hooks (only to measure what they cost)."""
 
@@ -222,7 +227,7 @@ def _run_request(request: SegmentRequest) -> None:
         os.link(source, begin / source.name)
         (begin / "CHECKPOINTS.json").write_bytes((source.parent / "CHECKPOINTS.json").read_bytes())
     store = CheckpointStore(out / "checkpoints", resume_from=begin)
-    probe = StepProbe(request.stop, request.dump_step, request.watch)
+    probe = StepProbe(request.stop, tuple(request.dump_steps), request.watch)
     import torch
 
     started = time.perf_counter()
@@ -451,15 +456,17 @@ def first_step(
     return None
 
 
-def compare_dumps(reference: Path, candidate: Path) -> list[ModuleDiff]:
-    """Every dumped tensor of two replays of one step, in execution order, with its max |diff|."""
+def compare_dumps(reference: Path, candidate: Path, step: int) -> list[ModuleDiff]:
+    """Every tensor two replays dumped at ``step``, in execution order, with its max |diff|."""
     import torch
     from safetensors.torch import load_file
 
     a, b = load_file(str(reference)), load_file(str(candidate))
     diffs = []
     for label in sorted(a):
-        order, kind, module, tensor = label.split("|", 3)
+        at, order, kind, module, tensor = label.split("|", 4)
+        if int(at) != step:
+            continue
         x, y = a[label], b.get(label)
         if y is None or x.shape != y.shape:
             diffs.append(ModuleDiff(int(order), kind, module, tensor, math.inf, False))
@@ -541,14 +548,19 @@ def bisect(
     say(f"bisect: first divergent interval: steps {start} -> {end} ({why})")
     scratch = Path(scratch or tempfile.mkdtemp(prefix=f"bisect-{run_id}-"))
 
-    def request(name: str, stop: int, settings: dict[str, Any], dump: int | None) -> SegmentRequest:
+    def request(name: str, stop: int, settings: dict[str, Any], dump: list[int]) -> SegmentRequest:
         return SegmentRequest(
             str(project), run_id, start, stop, str(scratch / name), settings, dump
         )
 
+    # A short replay keeps every step's tensors, so the module needs no second pair of replays.
+    dump_all = list(range(start + 1, stop + 1)) if stop - start <= DUMP_ALL_STEPS else []
     began = time.perf_counter()
     reference, candidate = _run_pair(
-        [request("reference", stop, {}, None), request("candidate", stop, overrides, None)],
+        [
+            request("reference", stop, {}, dump_all),
+            request("candidate", stop, overrides, dump_all),
+        ],
         python,
         import_paths,
     )
@@ -577,19 +589,23 @@ def bisect(
     if module_step is None:
         result.note = "no module output or gradient differs in the interval"
         return result
-    began = time.perf_counter()
-    _run_pair(
-        [
-            request("reference-dump", module_step, {}, module_step),
-            request("candidate-dump", module_step, overrides, module_step),
-        ],
-        python,
-        import_paths,
-    )
-    result.seconds["modules"] = time.perf_counter() - began
+    dumps = "reference", "candidate"
+    if module_step not in dump_all:
+        dumps = "reference-dump", "candidate-dump"
+        began = time.perf_counter()
+        _run_pair(
+            [
+                request(dumps[0], module_step, {}, [module_step]),
+                request(dumps[1], module_step, overrides, [module_step]),
+            ],
+            python,
+            import_paths,
+        )
+        result.seconds["modules"] = time.perf_counter() - began
     result.modules = compare_dumps(
-        scratch / "reference-dump" / "dump.safetensors",
-        scratch / "candidate-dump" / "dump.safetensors",
+        scratch / dumps[0] / "dump.safetensors",
+        scratch / dumps[1] / "dump.safetensors",
+        module_step,
     )
     first = next((m for m in result.modules if not m.equal), None)
     if first is not None:
