@@ -2,8 +2,8 @@
 
 In a fresh clone: (a) `kedro run` then `kedro repro verify` (fresh process, same machine);
 (c) a run killed with SIGKILL mid-training, resumed, then verified; (d) a replay with 1 torch
-thread instead of 2. Writes the table between the `bench:drift_matrix` markers of
-docs/reproducibility.md. Row (b) is CI's own step (see .ci/run); row (e) needs a GPU.
+thread instead of 2, bisected (`--bisect`: first divergent step and module). Writes the table
+between the `bench:drift_matrix` markers of docs/reproducibility.md. Row (b) is CI's own step (see .ci/run); row (e) needs a GPU.
 
     uv run python bench/drift_matrix.py
 """
@@ -87,7 +87,20 @@ def row(label: str, result: dict) -> str:
     m = result.get("metric_test")
     wer = "0 (bitwise metrics)" if m is None else f"{m['delta']:+.4f} {format_interval(m, '+.4f')}"
     first = result.get("first_divergent_node") or "-"
-    return f"| {label} | {result['overall']} | {first} | {weight} | {wer} |"
+    return f"| {label} | {result['overall']} | {first} | {weight} | {wer} | {bisected(result)} |"
+
+
+def bisected(result: dict) -> str:
+    """The bisection column: first divergent step and module, '-' when not bisected."""
+    b = result.get("bisection")
+    if not b or b.get("first_divergent_step") is None:
+        return "-" if not b else b.get("note", "-")
+    first = next((m for m in b["modules"] if not m["equal"]), None)
+    if first is None:
+        return f"step {b['first_divergent_step']}; no module"
+    module = f"`{first['module']}` {first['kind']} {first['tensor']}"
+    diff = f"max abs diff {first['max_abs_diff']:.2g}"
+    return f"step {b['first_divergent_step']}; {module} ({diff})"
 
 
 def main() -> None:
@@ -108,7 +121,7 @@ def main() -> None:
         rows.append(
             row(
                 "(d) torch threads 1 instead of 2",
-                verify(project, base, "--params", "determinism.threads=1"),
+                verify(project, base, "--params", "determinism.threads=1", "--bisect"),
             )
         )
     write_section(
@@ -116,13 +129,13 @@ def main() -> None:
         [
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `uv run python bench/drift_matrix.py` (default configuration).",
             "",
-            "| case | verdict | first divergent node | max abs weight diff | test WER delta [95 % speaker-bootstrap CI] |",
-            "|---|---|---|---|---|",
+            "| case | verdict | first divergent node | max abs weight diff | test WER delta [95 % speaker-bootstrap CI] | bisection: first divergent step; module |",
+            "|---|---|---|---|---|---|",
             *rows,
-            "| (b) fresh clone on a clean machine | bitwise, required by CI on every submission (tiny configuration, `.ci/run`) | - | 0 | 0 |",
+            "| (b) fresh clone on a clean machine | bitwise, required by CI on every submission (tiny configuration, `.ci/run`) | - | 0 | 0 | - |",
             # measured by tests/test_transfer.py (push, clone, pull under umask 077, verify)
-            "| (b) pulled into another git clone, in another folder, by a user with umask 077 (`kedro repro push` to S3, `kedro repro pull`) | bitwise, required by tests/test_transfer.py on every test run (tiny configuration, a real S3 server on 127.0.0.1) | - | 0 | 0 |",
-            "| (e) CPU vs GPU | not measured: no GPU was lent to this project yet | | | |",
+            "| (b) pulled into another git clone, in another folder, by a user with umask 077 (`kedro repro push` to S3, `kedro repro pull`) | bitwise, required by tests/test_transfer.py on every test run (tiny configuration, a real S3 server on 127.0.0.1) | - | 0 | 0 | - |",
+            "| (e) CPU vs GPU | not measured: no GPU was lent to this project yet | | | | |",
         ],
         doc=REPO / "docs/reproducibility.md",
     )

@@ -18,6 +18,7 @@ from kedro_repro.config import (
     Presentation,
     ReproConfig,
     SnapshotTable,
+    StepReplay,
     Tracking,
 )
 from speech_repro.names import HYPOTHESES, SUMMARY_SPLIT
@@ -43,6 +44,13 @@ def describe_wer_test(verdict: dict[str, Any]) -> str:
         f"(delta {verdict['delta']:+.4f}, speaker-bootstrap {100 * verdict['level']:.0f}% CI "
         f"{format_interval(verdict, '+.4f')}, {verdict['speakers']} speakers)"
     )
+
+
+def replay_training(*args: Any) -> list[dict[str, Any]]:
+    """``verify --bisect``'s replay of the training (torch: imported only when it runs)."""
+    from speech_repro.pipelines.training.replay import replay_training
+
+    return replay_training(*args)
 
 
 def describe_metrics(metrics: dict[str, Any]) -> list[str]:
@@ -122,6 +130,14 @@ REPRO = ReproConfig(
         # The last lines of `kedro run`: test and dev WER with their intervals, then the sweep's.
         headlines=(wer_headline(SUMMARY_SPLIT), wer_headline("dev"), SEED_HEADLINE),
         report_datasets=("run_report", "seed_report"),
+    ),
+    # `kedro repro verify --bisect`: the training replayed from a checkpoint, its log as the
+    # per-step trace (loss and gradient norm, compared bit for bit).
+    step_replay=StepReplay(
+        inputs=("features", "split_lock", "manifest", "norm_stats"),
+        run=replay_training,
+        trace_dataset="training_log",
+        trace_columns=("loss", "grad_norm", "learning_rate"),
     ),
     # `kedro repro mlflow-sync`: WER/CER/MER/WIL per split with the speaker-bootstrap interval,
     # and for a seed sweep the mean, spread and Student-t interval of the WER over seeds.

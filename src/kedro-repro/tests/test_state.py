@@ -178,3 +178,24 @@ def test_file_mode_follows_the_umask_like_every_other_output(tmp_path, umask, mo
     for name in ("state.safetensors", "model.safetensors"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "state.safetensors"]
+
+
+def test_the_same_state_is_written_as_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes its metadata map in hash order, which changes from one map to the
+    next: a checkpoint with two metadata keys (step, skeleton) got other bytes, and so another
+    file digest, for the same state in about half the writes."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from kedro_repro.state import save_state\n"
+        "for i in range(6):\n"
+        "    save_state(f'{sys.argv[1]}-{i}.safetensors', {'w': torch.arange(6.0), 'step': 5},\n"
+        "               metadata={'step': '5', 'run': 'x', 'more': 'y'})\n"
+    )
+    for process in range(3):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"p{process}")], check=True)
+    written = {p.read_bytes() for p in tmp_path.glob("*.safetensors")}
+    assert len(list(tmp_path.glob("*.safetensors"))) == 18
+    assert len(written) == 1

@@ -123,6 +123,29 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class StepReplay:
+    """How ``kedro repro verify --bisect`` replays a run's training from a checkpoint.
+
+    ``run(loaded, parameters, checkpoints, probe)`` trains as the run did: ``loaded`` holds the
+    :attr:`inputs` as the run saved them, ``parameters`` every section (recorded values plus the
+    replay's overrides; the determinism policy is already applied), ``checkpoints`` a
+    :class:`~kedro_repro.checkpoints.CheckpointStore` to continue from, and ``probe`` a
+    :class:`~kedro_repro.bisect.StepProbe` to call around each optimizer step (and to stop when
+    it says so). It returns the per-step rows the run logs in :attr:`trace_dataset`.
+    """
+
+    inputs: tuple[str, ...]
+    """The datasets the training reads, loaded as the run saved them (bytes checked)."""
+    run: Callable[[dict[str, Any], dict[str, Any], Any, Any], list[dict[str, Any]]]
+    trace_dataset: str | None = None
+    """A table with one row per optimizer step (a training log): it dates a divergence before
+    the oldest checkpoint the run kept."""
+    step_column: str = "step"
+    trace_columns: tuple[str, ...] = ()
+    """The columns of :attr:`trace_dataset` compared bit for bit."""
+
+
+@dataclass(frozen=True)
 class ReproConfig:
     """Everything project-specific the run record, ``verify`` and ``export`` need."""
 
@@ -160,6 +183,9 @@ class ReproConfig:
     """What ``kedro repro run --from-run`` runs unless told (e.g. the evaluation of a model)."""
     tracking: Tracking = Tracking()
     """What ``kedro repro mlflow-sync`` logs (see :class:`Tracking`)."""
+    step_replay: StepReplay | None = None
+    """How ``verify --bisect`` replays the training from a checkpoint (see :class:`StepReplay`);
+    the checkpoint store is :attr:`resume_dataset`."""
 
     @property
     def namespace(self) -> str:

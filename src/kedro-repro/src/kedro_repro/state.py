@@ -44,7 +44,21 @@ def save_state(path: str | Path, state: Any, metadata: dict[str, str] | None = N
         # own (.tmpXXXXXX) beside it, which a kill mid-write leaves behind under no writer's name.
         from safetensors.torch import save
 
-        tmp.write_bytes(save(tensors, metadata=meta))
+        tmp.write_bytes(_canonical(save(tensors, metadata=meta)))
+
+
+def _canonical(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    safetensors writes the metadata map in hash order, which differs from one write to the next,
+    so the same state got other bytes (another file digest) about every second time once the
+    metadata has two keys. The header stays padded with spaces to 8 bytes, as safetensors does.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
 def load_state(path: str | Path) -> Any:

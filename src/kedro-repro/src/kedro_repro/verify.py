@@ -81,9 +81,16 @@ class Verification:
     """Which interpreter and packages the replay ran in."""
     integrity: dict[str, Any] = field(default_factory=dict)
     """The recorded run's bytes check: runs-log seal, signature, files checked."""
+    bisection: Any = None
+    """With ``--bisect``: the :class:`~kedro_repro.bisect.Bisection` of a divergence."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "datasets": [d.__dict__ for d in self.datasets]}
+        bisection = self.bisection.to_dict() if self.bisection is not None else None
+        return {
+            **self.__dict__,
+            "datasets": [d.__dict__ for d in self.datasets],
+            "bisection": bisection,
+        }
 
 
 def check_data(snapshot: dict[str, str], current: dict[str, str]) -> dict[str, list[str]]:

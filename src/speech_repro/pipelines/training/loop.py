@@ -14,6 +14,7 @@ This module imports neither the Kedro node nor the torchrun launcher, which both
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from kedro_repro.bisect import StepProbe
 from kedro_repro.checkpoints import CheckpointStore
 from kedro_repro.determinism import (
     DeterminismPolicy,
@@ -163,6 +165,7 @@ def fit(
     inputs: TrainingInputs,
     policy: DeterminismPolicy,
     world: World = SINGLE_PROCESS,
+    probe: StepProbe | None = None,
 ) -> tuple[dict, list[dict[str, Any]], dict[str, Any]]:
     """The training loop of one process of ``world``; returns the model bundle, the log rows and
     the selection record (which step's weights the bundle holds, and why).
@@ -187,6 +190,9 @@ def fit(
     Every rank returns the same bundle and log (DDP keeps the replicas equal, logged values are
     averaged over ranks); only rank 0 reads and writes ``checkpoints``, and only rank 0 decodes
     the dev split (its WER is broadcast, so every rank selects and stops alike).
+
+    ``probe`` (``kedro repro verify --bisect`` only) watches each optimizer step of the model
+    through read-only hooks and may stop the loop after a step; None in every training run.
     """
     training, model, text = inputs.training, inputs.model, inputs.text
     norm_stats, checkpoints = inputs.norm_stats, inputs.checkpoints
@@ -279,9 +285,10 @@ def fit(
                 generator=make_generator(seed, "workers", epoch, *world.keys()),
             )
             for batch in loader:
-                loss, grad_norm = _train_step(
-                    replica, optimizer, batch, device, training.grad_clip, strict
-                )
+                with probe.step(len(log) + 1, net) if probe else contextlib.nullcontext():
+                    loss, grad_norm = _train_step(
+                        replica, optimizer, batch, device, training.grad_clip, strict
+                    )
                 scheduler.step()
                 loss, batch_size = world.average_loss(loss, len(batch["utt_ids"]))
                 log.append(
@@ -324,8 +331,10 @@ def fit(
                                 "selection": selector.state_dict(),
                             },
                         )
-                if selector.stopped:
+                if selector.stopped or (probe is not None and probe.finished(len(log))):
                     break
+            if probe is not None and probe.finished(len(log)):
+                break
             if selector.stopped:
                 logger.info(
                     "Stopped early at step %d: %d %s evaluations without improvement",

@@ -120,6 +120,14 @@ def current_data(project: Path, record: RunRecord) -> dict[str, str] | None:
     is_flag=True,
     help="Apply a dirty-tree patch stored in a bundle that no local seal or signature vouches for.",
 )
+@click.option(
+    "--bisect",
+    "bisect",
+    is_flag=True,
+    help="On a divergence, find the first checkpoint interval, optimizer step and module that "
+    "differ (replays the training from the recorded checkpoint under the recorded and the "
+    "replay's settings).",
+)
 @click.option("--quiet", is_flag=True, help="Do not show the replay's own output.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -136,6 +144,7 @@ def verify_command(
     sync_env: bool,
     trust_patch: bool,
     keep: bool,
+    bisect: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -178,6 +187,8 @@ def verify_command(
             project, run_id, pipeline, until, overrides, rtol, atol, replay_dir, code, sync_env,
             trust_patch, quiet,
         )  # fmt: skip
+        if bisect:
+            result.bisection = _bisect(project, result, overrides, quiet)
     except (verify.ReplayRefused, ArtifactTamperedError, RecordError):  # nothing was replayed
         if workdir is None:
             shutil.rmtree(replay_dir, ignore_errors=True)
@@ -251,6 +262,67 @@ def _replay(
     )
 
 
+def _bisect(project: Path, result: Any, overrides: str, quiet: bool) -> Any:
+    """:func:`~kedro_repro.bisect.bisect_verification` of ``result``; a refusal is one line."""
+    from kedro_repro import bisect
+    from kedro_repro.config import project_config
+    from kedro_repro.rerun import load_recorded
+
+    try:
+        return bisect.bisect_verification(
+            project,
+            result,
+            config=project_config(),
+            overrides=dict(_parse_override(item) for item in overrides.split(",") if item.strip()),
+            load_recorded=load_recorded,
+            progress=None if quiet else stderr_line,
+        )
+    except bisect.BisectRefused as error:
+        raise click.ClickException(f"--bisect: {error}") from None
+
+
+def _print_bisection(bisection: Any) -> None:
+    click.echo("bisection")
+    if bisection.interval is None or bisection.first_divergent_step is None:
+        click.echo(f"  {bisection.note or bisection.interval_evidence}")
+        return
+    start, end = bisection.interval
+    click.echo(
+        f"  first divergent interval  steps {start} -> {end} ({bisection.interval_evidence})"
+    )
+    click.echo(
+        f"  first divergent step      {bisection.first_divergent_step}: "
+        + "; ".join(bisection.step_differences[:6])
+    )
+    reference, candidate = bisection.reference, bisection.candidate
+    verdict = "reproduces" if reference["reproduces"] else "does NOT reproduce"
+    click.echo(
+        f"  reference replay          recorded settings ({reference['threads']} threads): "
+        f"{verdict} the recorded run"
+    )
+    click.echo(f"  candidate replay          replay settings ({candidate['threads']} threads)")
+    click.echo(f"  steps replayed            {start} -> {bisection.replayed_to}, fresh processes")
+    if bisection.first_divergent_module is None:
+        click.echo(f"  {bisection.note}")
+        return
+    click.echo(
+        f"  first divergent module    {bisection.first_divergent_module} "
+        f"({bisection.first_divergent_kind}) at step {bisection.first_module_step}"
+    )
+    from kedro_repro.bisect import explaining_differences
+
+    for line in explaining_differences(bisection.environment):
+        click.echo(f"  explained by              {line}")
+    print_table(
+        ["order", "tensor", "module", "max |diff|", "bitwise"],
+        (
+            [m.order, f"{m.kind}:{m.tensor}", m.module, f"{m.max_abs_diff:.3g}", m.equal]
+            for m in bisection.modules
+        ),
+        indent=2,
+    )
+
+
 def _parse_override(item: str) -> tuple[str, Any]:
     key, _, value = item.partition("=")
     return key.strip(), yaml.safe_load(value)
@@ -296,4 +368,6 @@ def _print_verification(result: Any) -> None:
         click.echo(
             describe(result.metric_test) if describe else f"metric test {result.metric_test}"
         )
+    if result.bisection is not None:
+        _print_bisection(result.bisection)
     click.echo(f"verdict: {result.overall}")
