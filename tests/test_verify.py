@@ -44,7 +44,8 @@ def _files(project: Path) -> dict[str, str]:
     return {
         str(p.relative_to(project)): file_digest(p)
         for p in sorted((project / "data").rglob("*"))
-        if p.is_file() and ".cache" not in p.parts  # the digest cache may warm up, nothing else
+        if p.is_file()
+        and ".cache" not in p.parts  # caches may warm up (digests, verify's notes), nothing else
     }
 
 

@@ -33,4 +33,4 @@ def test_a_line_that_is_not_a_verification_is_named_and_not_believed(tmp_path, c
         log.write(hand_written + "\n")
     latest = latest_verification(tmp_path, RUN)
     assert latest is not None and latest.overall == "diverged"
-    assert f"{VERIFICATIONS_FILE} line 2 is not a verification" in capsys.readouterr().err
+    assert "verifications.jsonl line 2 is not a verification" in capsys.readouterr().err

@@ -316,9 +316,11 @@ class RunRecordHook:
             if record.status == "complete":
                 lines = outcome_lines(record, self.config.presentation, self._load_own)
             else:
-                error = (record.error or "").splitlines()[0][:300] if record.error else ""
+                # The error's kind only: Kedro prints its message next, and twice is noise.
+                kind = (record.error or "unknown error").split(":", 1)[0][:100]
                 lines = [
-                    f"Run {record.run_id} crashed after {record.duration_seconds:.1f} s: {error}",
+                    f"Run {record.run_id} crashed after {record.duration_seconds:.1f} s "
+                    f"({kind}; the error follows)",
                     f"  resume   kedro repro resume {record.run_id}",
                 ]
         except Exception as error:  # the run itself succeeded: say so and why there is no summary

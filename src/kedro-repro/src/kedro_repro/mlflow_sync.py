@@ -351,7 +351,7 @@ def _sync_one(
     config: ReproConfig,
     checked: RunCheck,
 ) -> list[Synced]:
-    verified = latest_verification(project / RUNS_DIR, record.run_id)
+    verified = latest_verification(project, record.run_id)
     verify_tag = verified.describe() if verified else "not verified"
     # A verification noted after the last sync changes what the tags say: sync again then.
     fingerprint = json_digest(

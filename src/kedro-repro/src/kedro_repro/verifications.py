@@ -1,11 +1,13 @@
 """What ``kedro repro verify`` concluded about each run, kept where people and trackers can read it.
 
 A run's record is sealed when the run ends, so a later verification cannot go into it. Each
-finished ``verify`` appends one line to ``data/09_runs/VERIFICATIONS.jsonl`` beside the bundles:
-the run id, the grade, when, with which code and environment, and the replay's id. Like a tag it
-is a note for people (``kedro repro show``, the MLflow tag ``kedro_repro.verify``), never
-evidence: anyone who can write the folder can write a line, and what proves a run is replaying
-it again. A line that does not parse is reported, never believed.
+finished ``verify`` appends one line to ``data/.cache/verifications.jsonl``: the run id, the
+grade, when, with which code and environment, and the replay's id. It is a note for people
+(``kedro repro show``, the MLflow tag ``kedro_repro.verify``), never evidence: anyone who can
+write the folder can write a line, and what proves a run is replaying it again. It lives with the
+caches, outside the bundles and the runs log, because verify leaves the project it checks as it
+found it; deleting it loses notes, nothing else. A line that does not parse is reported, never
+believed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kedro_repro.record import RunId
 
-VERIFICATIONS_FILE = "VERIFICATIONS.jsonl"
+VERIFICATIONS_FILE = "data/.cache/verifications.jsonl"
+"""Relative to the project."""
 
 Grade = Literal["bitwise", "tolerance", "metric", "diverged"]
 
@@ -49,7 +52,7 @@ class VerificationNote(BaseModel):
 
 
 def note_verification(
-    runs_dir: Path,
+    project: Path,
     run_id: str,
     overall: str,
     replay_id: str,
@@ -57,7 +60,7 @@ def note_verification(
     environment: str,
     scope: str = "full replay",
 ) -> VerificationNote:
-    """Append a verification of ``run_id`` to ``runs_dir``'s log and return it."""
+    """Append a verification of ``run_id`` to ``project``'s notes and return it."""
     note = VerificationNote(
         run_id=run_id,
         overall=overall,
@@ -70,7 +73,9 @@ def note_verification(
     )
     line = (note.model_dump_json() + "\n").encode()
     # One write of one line to a file opened for appending: concurrent verifies do not interleave.
-    descriptor = os.open(runs_dir / VERIFICATIONS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    path = project / VERIFICATIONS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(descriptor, line)
         os.fsync(descriptor)
@@ -79,10 +84,10 @@ def note_verification(
     return note
 
 
-def verifications_of(runs_dir: Path, run_id: str) -> list[VerificationNote]:
+def verifications_of(project: Path, run_id: str) -> list[VerificationNote]:
     """Every noted verification of ``run_id``, oldest first; unreadable lines are named on
     standard error and skipped."""
-    path = runs_dir / VERIFICATIONS_FILE
+    path = project / VERIFICATIONS_FILE
     if not path.is_file():
         return []
     notes = []
@@ -101,7 +106,7 @@ def verifications_of(runs_dir: Path, run_id: str) -> list[VerificationNote]:
     return notes
 
 
-def latest_verification(runs_dir: Path, run_id: str) -> VerificationNote | None:
+def latest_verification(project: Path, run_id: str) -> VerificationNote | None:
     """The newest noted verification of ``run_id``, or None when it was never verified here."""
-    notes = verifications_of(runs_dir, run_id)
+    notes = verifications_of(project, run_id)
     return notes[-1] if notes else None

@@ -57,15 +57,15 @@ def show(metadata: Any, run_id: str, as_json: bool) -> None:
     else:
         record = redacted(load_run(runs_dir_of(project), run_id))
         _print_record(record, checked)
-        click.echo(_verified_text(runs_dir_of(project), run_id))
+        click.echo(_verified_text(project, run_id))
         if not checked.problems:  # the flags file is read only once its bytes are checked
             click.echo(_review_text(project, record))
     if checked.problems:
         raise SystemExit(1)
 
 
-def _verified_text(runs_dir: Path, run_id: str) -> str:
-    note = latest_verification(runs_dir, run_id)
+def _verified_text(project: Path, run_id: str) -> str:
+    note = latest_verification(project, run_id)
     if note is None:
         return f"verified     not here (kedro repro verify {run_id})"
     return f"verified     {note.describe()} on {note.host} (a note: verify again to prove it)"

@@ -200,10 +200,12 @@ def verify_command(
         click.echo(verify.to_json(result))
     else:
         _print_verification(result)
-    note_verification(
-        runs_dir_of(project), run_id, result.overall, result.replay_id, result.code,
-        result.environment,
-    )  # fmt: skip
+    try:
+        note_verification(
+            project, run_id, result.overall, result.replay_id, result.code, result.environment
+        )
+    except OSError as error:  # e.g. a read-only checkout: the verdict above stands
+        stderr_line(f"verification not noted ({error}); kedro repro show will not list it")
     passed = verify.GRADES.index(result.overall) <= verify.GRADES.index(require)
     if passed and workdir is None and not keep:
         shutil.rmtree(replay_dir)
