@@ -134,6 +134,12 @@ class ReproConfig:
     """What ``kedro repro run --from-run`` runs unless told (e.g. the evaluation of a model)."""
     tracking: Tracking = Tracking()
     """What ``kedro repro mlflow-sync`` logs (see :class:`Tracking`)."""
+    train_segment: Callable[[Mapping[str, Any], int], None] | None = None
+    """``train_segment(inputs, stop_step)`` trains one checkpoint interval for ``kedro repro
+    verify --segments`` (:mod:`.segments`), in a fresh process: ``inputs`` are the inputs of the
+    node that reads :attr:`resume_dataset`, loaded as the run saved them (parameters typed, the
+    checkpoint store continuing from the interval's first checkpoint); it returns once the
+    checkpoint of ``stop_step`` is written. None: segment verification is not offered."""
 
     @property
     def namespace(self) -> str:

@@ -163,6 +163,7 @@ def fit(
     inputs: TrainingInputs,
     policy: DeterminismPolicy,
     world: World = SINGLE_PROCESS,
+    stop_after: int | None = None,
 ) -> tuple[dict, list[dict[str, Any]], dict[str, Any]]:
     """The training loop of one process of ``world``; returns the model bundle, the log rows and
     the selection record (which step's weights the bundle holds, and why).
@@ -187,6 +188,9 @@ def fit(
     Every rank returns the same bundle and log (DDP keeps the replicas equal, logged values are
     averaged over ranks); only rank 0 reads and writes ``checkpoints``, and only rank 0 decodes
     the dev split (its WER is broadcast, so every rank selects and stops alike).
+
+    ``stop_after`` (segment verification, :mod:`.segment`) ends the loop after the checkpoint
+    of that step is written; everything before it is computed exactly as without it.
     """
     training, model, text = inputs.training, inputs.model, inputs.text
     norm_stats, checkpoints = inputs.norm_stats, inputs.checkpoints
@@ -303,11 +307,8 @@ def fit(
                     log[-1]["dev_wer"] = wer
                     selector.observe(len(log), epoch, wer, net)
                     progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}", dev_wer=f"{wer:.3f}")
-                if (
-                    len(log) % every == 0
-                    or len(log) == (epoch + 1) * steps_per_epoch
-                    or selector.stopped
-                ):
+                ends_epoch = len(log) == (epoch + 1) * steps_per_epoch
+                if len(log) % every == 0 or ends_epoch or selector.stopped:
                     # Every rank's RNG state, so that each continues exactly after a resume.
                     rng = world.gather(capture_rng_state())
                     if world.writer:
@@ -323,9 +324,12 @@ def fit(
                                 "log": log,
                                 "selection": selector.state_dict(),
                             },
+                            epoch=epoch if ends_epoch else None,
                         )
-                if selector.stopped:
+                if selector.stopped or (stop_after is not None and len(log) >= stop_after):
                     break
+            if stop_after is not None and len(log) >= stop_after:
+                break
             if selector.stopped:
                 logger.info(
                     "Stopped early at step %d: %d %s evaluations without improvement",

@@ -118,6 +118,25 @@ def current_data(project: Path, record: RunRecord) -> dict[str, str] | None:
     is_flag=True,
     help="Apply a dirty-tree patch stored in a bundle that no local seal or signature vouches for.",
 )
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replay only K checkpoint intervals (the first, the last, the rest drawn) and the "
+    "evaluation, each from its recorded checkpoint: cost independent of training length.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Segments replayed at once (default: cores / the run's torch threads).",
+)
+@click.option(
+    "--segment-seed",
+    type=int,
+    default=None,
+    help="Seed of the segments drawn (default: a new one, printed to reproduce the choice).",
+)
 @click.option("--quiet", is_flag=True, help="Do not show the replay's own output.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -134,6 +153,9 @@ def verify_command(
     sync_env: bool,
     trust_patch: bool,
     keep: bool,
+    segments: int | None,
+    workers: int | None,
+    segment_seed: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -143,9 +165,21 @@ def verify_command(
     environment (or refuses, saying what differs) unless --code current is given. The temporary
     replay folder is removed when the verify succeeds (unless --keep) and kept, its path printed,
     when it fails.
+
+    With --segments K only K checkpoint intervals of the training are replayed, in parallel,
+    each from its recorded checkpoint in a fresh process, and compared bit for bit with the
+    recorded next checkpoint; the evaluation is replayed from the recorded model.
     """
     verify = _verify_module()
     project = project_of(metadata)
+    if segments is not None:
+        from kedro_repro.cli.verify_segments import verify_by_segments
+
+        verify_by_segments(
+            project, run_id, segments, workers, segment_seed, workdir, keep, code, sync_env,
+            trust_patch, quiet, as_json,
+        )  # fmt: skip
+        return
     require_intact(project, run_id, what="to verify")
     record = load_run(runs_dir_of(project), run_id)
     snapshot = read_snapshot(runs_dir_of(project), run_id)
