@@ -18,7 +18,7 @@ from kedro_repro.checkpoints import state_digest
 from kedro_repro.hashing import file_digest
 from kedro_repro.integrity import check_run
 from kedro_repro.record import CheckpointEntry, load_run
-from kedro_repro.segments import Segment, _grade, choose_segments
+from kedro_repro.segments import Segment, _grade, choose_segments, plan_segments
 from kedro_repro.state import save_state
 
 from .conftest import copy_project, kedro_unchecked, run_kedro
@@ -34,7 +34,11 @@ def _only_run(project: Path) -> str:
 
 
 def _verify(project: Path, run_id: str, *args: str) -> tuple[int, dict]:
-    result = kedro_unchecked(project, "repro", "verify", run_id, "--json", *args)
+    # A workdir beside the project: a failed verify keeps it, and tmp_path cleans it up.
+    workdir = project.parent / f"replay-{len(list(project.parent.glob('replay-*')))}"
+    result = kedro_unchecked(
+        project, "repro", "verify", run_id, "--json", "--workdir", str(workdir), *args
+    )
     try:
         return result.returncode, json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -115,15 +119,15 @@ def test_a_pruned_checkpoint_makes_its_segments_uncheckable(tmp_path):
     text = catalog.read_text()
     policy = "  keep: 3                 # the newest 3 (resume), and\n  keep_every_epochs: 1"
     assert policy in text
-    catalog.write_text(text.replace(policy, "  keep: 2\n  keep_every_epochs: 2", 1))
+    # The newest 2 only, no epoch ends kept besides: the pre-retention default (keep: 3).
+    catalog.write_text(text.replace(policy, "  keep: 2\n  keep_every_epochs: null", 1))
     run_kedro(project, "run", "--env", "test", *EPOCHS)
     run_id = _only_run(project)
     section = load_run(project / "data" / "09_runs", run_id).checkpoints[STORE]
-    # Every 2nd epoch end (steps 10, 20) plus the newest 2 (15, 20): step 5 is pruned, gone
-    # from disk, and still in the record with its digest.
+    # Steps 5 and 10 are pruned, gone from disk, and still in the record with their digests.
     assert {n: e.kept for n, e in section.history.items()} == {
         "step-000000005.safetensors": False,
-        "step-000000010.safetensors": True,
+        "step-000000010.safetensors": False,
         "step-000000015.safetensors": True,
         "step-000000020.safetensors": True,
     }
@@ -138,10 +142,35 @@ def test_a_pruned_checkpoint_makes_its_segments_uncheckable(tmp_path):
         and "step-000000005.safetensors pruned" in (first["detail"])
     )
     assert last["verdict"] == "bitwise"
-    # Every uncheckable segment of the run is named, chosen or not (0: 0-5, 1: 5-10).
+    # Every uncheckable segment of the run is named, chosen or not.
     assert [(s["index"], s["start_step"], s["end_step"]) for s in result["uncheckable"]] == [
         (0, 0, 5),
         (1, 5, 10),
+        (2, 10, 15),
+    ]
+    assert (
+        "step-000000005.safetensors and step-000000010.safetensors pruned"
+        in (result["uncheckable"][1]["detail"])
+    )
+
+
+def test_keeping_every_nth_epoch_end_makes_segments_of_n_epochs(honest):
+    # The honest run's history under a policy that kept every 2nd epoch end (steps 10 and 20)
+    # and the newest one: segments of two epochs, each from a kept checkpoint to a kept one.
+    project, run_id = honest
+    record = load_run(project / "data" / "09_runs", run_id)
+    section = record.checkpoints[STORE]
+    history = {
+        name: entry.model_copy(update={"kept": entry.step in (10, 20)})
+        for name, entry in section.history.items()
+    }
+    policy = section.policy.model_copy(update={"keep_last": 1, "keep_every_epochs": 2})
+    pruned = section.model_copy(update={"history": history, "policy": policy})
+    record = record.model_copy(update={"checkpoints": {STORE: pruned}})
+    segments = plan_segments(record, STORE)
+    assert [(s.start_step, s.end_step, s.verdict) for s in segments] == [
+        (0, 10, "not replayed"),
+        (10, 20, "not replayed"),
     ]
 
 

@@ -113,7 +113,9 @@ def plan_segments(record: RunRecord, dataset: str) -> list[Segment]:
     """The run's segments from its checkpoint history, in order, with what makes one uncheckable.
 
     Boundaries are the checkpoints that end an epoch, and the last checkpoint (a run that
-    stopped early ends inside an epoch); without any epoch marks, every checkpoint.
+    stopped early ends inside an epoch); without any epoch marks, every checkpoint. A retention
+    policy that keeps every N-th epoch end makes those the boundaries (segments of N epochs);
+    a segment whose first or last checkpoint was pruned is ``uncheckable``.
     """
     section = record.checkpoints.get(dataset)
     if section is None or not section.history:
@@ -123,10 +125,15 @@ def plan_segments(record: RunRecord, dataset: str) -> list[Segment]:
         )
     history = sorted(section.history.items(), key=lambda item: item[1].step)
     marked = any(entry.epoch is not None for _, entry in history)
+    every = (section.policy.keep_every_epochs if section.policy else None) or 1
+
+    def boundary(entry: CheckpointEntry) -> bool:
+        return not marked or (entry.epoch is not None and (entry.epoch + 1) % every == 0)
+
     boundaries = [
         (name, entry)
         for i, (name, entry) in enumerate(history)
-        if not marked or entry.epoch is not None or i == len(history) - 1
+        if boundary(entry) or i == len(history) - 1
     ]
     segments: list[Segment] = []
     previous: tuple[str, CheckpointEntry] | None = None
@@ -200,6 +207,11 @@ def verify_segments(
             "this project declares no train_segment (settings.REPRO): segments cannot be replayed"
         )
     record = load_run(project / RUNS_DIR, run_id)
+    if record.status != "complete":
+        raise SegmentsUnavailable(
+            f"run {run_id} is {record.status}, not complete: it has no final checkpoint and model "
+            f"to verify against (kedro repro resume {run_id} finishes it)"
+        )
     dataset = config.resume_dataset
     segments = plan_segments(record, dataset)
     check = check_run(project, run_id)

@@ -175,6 +175,14 @@ def verify_command(
     if segments is not None:
         from kedro_repro.cli.verify_segments import verify_by_segments
 
+        if until or overrides.strip():
+            raise click.ClickException(
+                "--segments replays the run as recorded: --until and --params apply to a full "
+                "replay only"
+            )
+        if workdir is not None:
+            _check_workdir(project, Path(workdir), load_run(runs_dir_of(project), run_id).env)
+
         verify_by_segments(
             project, run_id, segments, workers, segment_seed, workdir, keep, code, sync_env,
             trust_patch, quiet, as_json,
