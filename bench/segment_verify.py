@@ -7,7 +7,10 @@ policy), to show what the segment cost depends on. A 120-epoch run of the defaul
 (about 15 minutes of training on 2 cores) is left out: `--default-epochs 120` adds it. Writes
 the section between the `bench:segment_verify` markers of docs/benchmarks.md.
 
-    uv run python bench/segment_verify.py [--default-epochs 120] [--skip-default]
+    uv run python bench/segment_verify.py [--default-epochs 12 120] [--skip-default | --skip-test]
+
+``--skip-test`` measures the default runs alone and writes them to the
+``bench:segment_verify_default`` section.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--default-epochs", type=int, nargs="*", default=[12])
     parser.add_argument("--skip-default", action="store_true")
+    parser.add_argument(
+        "--skip-test", action="store_true", help="only the default runs (their own section)"
+    )
     options = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +102,7 @@ def main() -> None:
             for epochs in options.default_epochs:
                 extra = [] if epochs == 12 else ["--params", f"training.epochs={epochs}"]
                 rows.append(measure(project, f"default, {epochs} epochs", extra))
-        for epochs in (12, 120):
+        for epochs in () if options.skip_test else (12, 120):
             rows.append(
                 measure(
                     project,
@@ -106,7 +112,7 @@ def main() -> None:
             )
     command = "uv run python bench/segment_verify.py " + " ".join(sys.argv[1:])
     write_section(
-        "segment_verify",
+        "segment_verify_default" if options.skip_test else "segment_verify",
         [
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `{command.strip()}`, "
             "each run then `kedro repro verify RUN` and `kedro repro verify RUN --segments 3 "
