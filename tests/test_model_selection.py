@@ -42,8 +42,8 @@ class CrashAt(CheckpointStore):
         super().__init__(directory)
         self.crash_step = step
 
-    def save(self, step, state):
-        path = super().save(step, state)
+    def save(self, step, state, epoch=None):
+        path = super().save(step, state, epoch=epoch)
         if step == self.crash_step:
             raise Crash(path)
         return path

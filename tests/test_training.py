@@ -28,8 +28,8 @@ class Crash(Exception):
 
 
 class CrashingStore(CheckpointStore):
-    def save(self, step, state):
-        path = super().save(step, state)
+    def save(self, step, state, epoch=None):
+        path = super().save(step, state, epoch=epoch)
         raise Crash(path)
 
 

@@ -53,6 +53,13 @@ def replay_training(*args: Any) -> list[dict[str, Any]]:
     return replay_training(*args)
 
 
+def train_segment(inputs: Any, stop_step: int) -> None:
+    """``kedro repro verify --segments``: train one checkpoint interval (torch: only if used)."""
+    from speech_repro.pipelines.training.segment import train_segment as train
+
+    train(inputs, stop_step)
+
+
 def describe_metrics(metrics: dict[str, Any]) -> list[str]:
     """One line per scored split: WER, CER, MER, WIL and the number of utterances (with a
     lexicon, the constrained WER too); then which training step the model is, and why."""
@@ -113,6 +120,7 @@ REPRO = ReproConfig(
         dataset=HYPOTHESES, equivalent=same_summary_wer, describe=describe_wer_test
     ),
     resume_dataset="training_checkpoints",
+    train_segment=train_segment,
     data_dirs=("data/01_raw",),
     parameter_schema=PARAMETER_SCHEMA,
     determinism_section="determinism",

@@ -156,12 +156,56 @@ def test_manifest_records_digest_and_is_pruned_with_keep(tmp_path):
         store.save(step, _state(step))
     names = [f"step-{s:09d}.safetensors" for s in (2, 3)]
     manifest = _manifest(tmp_path)
-    assert sorted(manifest) == names
+    # The pruned checkpoint stays in the manifest as history (kept: false), its file is gone.
+    assert sorted(n for n, e in manifest.items() if e["kept"]) == names
+    assert manifest["step-000000001.safetensors"]["kept"] is False
+    assert not (tmp_path / "step-000000001.safetensors").exists()
     for name, step in zip(names, (2, 3), strict=True):
         assert manifest[name]["step"] == step
         assert manifest[name]["digest"] == file_digest(tmp_path / name)
     assert store.digests() == {name: file_digest(tmp_path / name) for name in names}
     assert store.steps() == [2, 3]  # the manifest itself is never taken for a checkpoint
+
+
+def test_retention_keeps_every_nth_epoch_end_plus_the_last_k(tmp_path):
+    # Steps 1..8, two per epoch, with epoch ends at 2, 4, 6, 8: every 2nd epoch end (epochs 1
+    # and 3, steps 4 and 8) plus the newest 2 (steps 7, 8) stay; the history keeps all eight.
+    store = CheckpointStore(tmp_path, keep=2, keep_every_epochs=2)
+    for step in range(1, 9):
+        store.save(step, _state(step), epoch=step // 2 - 1 if step % 2 == 0 else None)
+    assert store.steps() == [4, 7, 8]
+    history = store.history()
+    assert [e["step"] for e in history.values()] == list(range(1, 9))
+    assert [e["step"] for e in history.values() if not e["kept"]] == [1, 2, 3, 5, 6]
+    assert history["step-000000004.safetensors"]["epoch"] == 1
+    assert "epoch" not in history["step-000000007.safetensors"]
+    for name, entry in history.items():  # every digest of what existed, kept or not
+        assert entry["digest"].startswith("blake3:") and entry["state"].startswith("blake3:")
+        assert entry["kept"] == (tmp_path / name).is_file()
+
+
+def test_state_digest_is_the_content_whichever_process_wrote_it(tmp_path):
+    # safetensors orders metadata keys per process: the file digests of one state written by
+    # two processes may differ, the content digest may not.
+    script = (
+        "import sys, torch; from kedro_repro.state import save_state; "
+        "save_state(sys.argv[1], {'w': torch.arange(6.0), 'log': [1, 2]}, "
+        "metadata={'step': '3', 'a': '1', 'b': '2', 'c': '3', 'd': '4'})"
+    )
+    digests = set()
+    for i in range(4):
+        path = tmp_path / f"s{i}.safetensors"
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+        digests.add(ckpt.state_digest(path))
+    assert len(digests) == 1
+    other = tmp_path / "other.safetensors"
+    save_state(other, {"w": torch.arange(6.0) + 1, "log": [1, 2]}, metadata={"step": "3"})
+    assert ckpt.state_digest(other) not in digests
+
+
+def test_retention_refuses_a_non_positive_count(tmp_path):
+    with pytest.raises(ValueError, match="keep_every_epochs"):
+        CheckpointStore(tmp_path, keep_every_epochs=0)
 
 
 def test_verify_names_each_kind_of_problem(tmp_path):

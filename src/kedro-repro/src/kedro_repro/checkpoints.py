@@ -5,10 +5,17 @@ Every committed checkpoint's file digest is recorded in the store's manifest, ``
 
     {"schema_version": 1,
      "checkpoints": {"step-000000005.safetensors":
-                         {"step": 5, "digest": "blake3:<hex>", "bytes": 12345}}}
+                         {"step": 5, "digest": "blake3:<hex>", "bytes": 12345,
+                          "state": "blake3:<hex>", "epoch": 0, "kept": true}}}
 
 :meth:`CheckpointStore.latest` checks each checkpoint against it before loading, newest first, so
 a bit-flipped or truncated checkpoint is named and passed over instead of resumed from.
+
+``state`` is the digest of the checkpoint's content (:func:`state_digest`): safetensors writes
+its metadata keys in a per-process order, so two processes saving the same state write
+different file bytes but the same content. ``epoch`` marks a checkpoint that ends an epoch (the
+boundaries of segment verification); ``kept: false`` marks one the retention policy
+(:class:`RetentionPolicy`) removed, so the history of what existed outlives the files.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kedro_repro.atomic import atomic_open, remove_stale_temps
-from kedro_repro.hashing import file_digest
+from kedro_repro.hashing import bytes_digest, file_digest
 from kedro_repro.state import load_state, save_state
 
 logger = logging.getLogger(__name__)
@@ -32,6 +39,44 @@ MANIFEST_SCHEMA = 1
 _NAME = re.compile(r"^step-(\d{9})\.safetensors$")
 
 Status = Literal["ok", "unverified", "missing", "truncated", "mismatch", "unreadable"]
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Which checkpoints a store keeps: every ``keep_every_epochs``-th epoch end plus the last
+    ``keep_last``; the rest are removed when a newer one is saved. Both None: keep everything.
+
+    Epoch ``e`` (counted from 0) is kept when ``(e + 1) % keep_every_epochs == 0``, so with 1
+    every epoch end stays: the boundaries segment verification replays between.
+    """
+
+    keep_last: int | None = None
+    keep_every_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("keep_last", "keep_every_epochs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"checkpoint retention {name} must be a positive integer or null")
+
+    def kept(self, entries: dict[str, dict[str, Any]]) -> set[str]:
+        """The names of ``entries`` (this store's present checkpoints) the policy keeps."""
+        if self.keep_last is None and self.keep_every_epochs is None:
+            return set(entries)
+        by_step = sorted(entries, key=lambda name: entries[name]["step"])
+        keep = set(by_step[-self.keep_last :]) if self.keep_last else set()
+        if self.keep_every_epochs:
+            keep |= {
+                name
+                for name, entry in entries.items()
+                if isinstance(entry.get("epoch"), int)
+                and (entry["epoch"] + 1) % self.keep_every_epochs == 0
+            }
+        return keep
+
+    def to_dict(self) -> dict[str, int | None]:
+        """As recorded in the run record."""
+        return {"keep_last": self.keep_last, "keep_every_epochs": self.keep_every_epochs}
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -92,7 +137,8 @@ class CheckpointStore:
     ``resume_from`` is another run's checkpoint directory: until this store holds an intact
     checkpoint of its own, :meth:`latest` returns the newest intact one there, so a new run
     continues an old one without touching it. ``keep`` bounds how many of its own checkpoints
-    the store keeps. After :meth:`latest`, :attr:`skipped` lists the ``(path, reason)`` of every
+    the store keeps (the newest ones), ``keep_every_epochs`` keeps every N-th epoch end besides
+    (:class:`RetentionPolicy`). After :meth:`latest`, :attr:`skipped` lists the ``(path, reason)`` of every
     checkpoint it passed over as corrupt, for the run record.
 
     Opening a store removes the temporary files that interrupted writes (a run killed while
@@ -100,11 +146,16 @@ class CheckpointStore:
     """
 
     def __init__(
-        self, directory: str | Path, resume_from: str | Path | None = None, keep: int | None = None
+        self,
+        directory: str | Path,
+        resume_from: str | Path | None = None,
+        keep: int | None = None,
+        keep_every_epochs: int | None = None,
     ):
         self.directory = Path(directory)
         self.resume_from = Path(resume_from) if resume_from else None
         self.keep = keep
+        self.policy = RetentionPolicy(keep_last=keep, keep_every_epochs=keep_every_epochs)
         self.skipped: list[tuple[str, str]] = []
         self.resumed: CheckpointCheck | None = None
         """The check of the checkpoint :meth:`latest` last returned (``unverified`` or ``ok``)."""
@@ -112,26 +163,52 @@ class CheckpointStore:
             if directory is not None and directory.is_dir():
                 remove_stale_temps(directory)
 
-    def save(self, step: int, state: Any) -> Path:
-        """Write the full training state reached after ``step`` optimizer steps.
+    def save(self, step: int, state: Any, epoch: int | None = None) -> Path:
+        """Write the full training state reached after ``step`` optimizer steps; ``epoch`` when
+        the step ends that epoch (counted from 0).
 
         The checkpoint is committed (renamed into place) first, then its digest is recorded; a
         crash in between leaves a complete checkpoint that :meth:`latest` loads as unverified.
+        Checkpoints the retention policy no longer keeps are then removed, and stay in the
+        manifest as ``kept: false`` (their digests are the record of what existed).
         """
         path = self.directory / _name(step)
         save_state(path, state, metadata={"step": str(step)})
         present = {_name(s) for s in _steps(self.directory)}
-        entries = {n: e for n, e in _read_manifest(self.directory).items() if n in present}
-        entries[path.name] = {"step": step, "digest": file_digest(path), "bytes": _size(path)}
-        pruned = _steps(self.directory)[: -self.keep] if self.keep else []
-        for old in pruned:
-            entries.pop(_name(old), None)
+        manifest = _read_manifest(self.directory)
+        entries = {n: e for n, e in manifest.items() if n in present}
+        history = {n: e for n, e in manifest.items() if n not in present and not e.get("kept", 1)}
+        entries[path.name] = {
+            "step": step,
+            "digest": file_digest(path),
+            "bytes": _size(path),
+            "state": state_digest(path),
+            **({"epoch": epoch} if epoch is not None else {}),
+        }
+        for name in present - entries.keys():  # on disk but never recorded: keep it, unverified
+            entries[name] = {"step": int(_NAME.match(name).group(1))}  # type: ignore[union-attr]
+        kept = self.policy.kept(entries)
+        pruned = sorted(n for n in entries if n not in kept)
+        for name in pruned:
+            history[name] = {**entries.pop(name), "kept": False}
         # One manifest write per save, before the pruned files go: a crash after it leaves only
-        # unlisted old files, which the next save prunes again.
-        _write_manifest(self.directory, entries)
-        for old in pruned:
-            (self.directory / _name(old)).unlink(missing_ok=True)
+        # old files marked as pruned, which the next save removes again.
+        _write_manifest(
+            self.directory,
+            {**{n: {**e, "kept": True} for n, e in entries.items() if "digest" in e}, **history},
+        )
+        for name in pruned:
+            (self.directory / name).unlink(missing_ok=True)
         return path
+
+    def history(self) -> dict[str, dict[str, Any]]:
+        """Every checkpoint this store wrote, kept or pruned, by name: step, digests, epoch."""
+        present = {_name(step) for step in self.steps()}
+        return {
+            name: {**entry, "kept": name in present}
+            for name, entry in sorted(_read_manifest(self.directory).items())
+            if name in present or entry.get("kept") is False
+        }
 
     def steps(self) -> list[int]:
         """Steps with a complete checkpoint in this store's own directory, ascending."""
@@ -233,6 +310,36 @@ class CheckpointStore:
             )
         self.skipped = [(str(p.path), p.reason) for p in problems]
         self.resumed = used
+
+
+def single_checkpoint_store(
+    directory: str | Path, source: str | Path, entry: dict[str, Any]
+) -> Path:
+    """A store directory holding one recorded checkpoint (hard-linked from ``source``, copied
+    where links fail) and its manifest ``entry``: what a replay continues from, checked against
+    the recorded digest when it is loaded."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / Path(source).name
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copy2(source, target)
+    _write_manifest(directory, {target.name: entry})
+    return directory
+
+
+def state_digest(path: str | Path) -> str:
+    """The digest of a checkpoint's content: its safetensors header with keys sorted, then its
+    tensor bytes. Equal for equal states whichever process wrote them (file digests are not:
+    safetensors orders metadata keys per process)."""
+    data = Path(path).read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return bytes_digest(len(canonical).to_bytes(8, "little") + canonical + data[8 + size :])
 
 
 def _name(step: int) -> str:

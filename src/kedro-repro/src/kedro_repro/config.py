@@ -186,6 +186,12 @@ class ReproConfig:
     step_replay: StepReplay | None = None
     """How ``verify --bisect`` replays the training from a checkpoint (see :class:`StepReplay`);
     the checkpoint store is :attr:`resume_dataset`."""
+    train_segment: Callable[[Mapping[str, Any], int], None] | None = None
+    """``train_segment(inputs, stop_step)`` trains one checkpoint interval for ``kedro repro
+    verify --segments`` (:mod:`.segments`), in a fresh process: ``inputs`` are the inputs of the
+    node that reads :attr:`resume_dataset`, loaded as the run saved them (parameters typed, the
+    checkpoint store continuing from the interval's first checkpoint); it returns once the
+    checkpoint of ``stop_step`` is written. None: segment verification is not offered."""
 
     @property
     def namespace(self) -> str:

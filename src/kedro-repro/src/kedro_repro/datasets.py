@@ -76,6 +76,8 @@ class CheckpointStoreDataset(VersionedFileDataset):
     handle on ``<filepath>/<run id>/<name>/``, which the run fills and later runs never touch.
     With a pinned load version (``--load-versions training_checkpoints:<old run>``) the store
     continues from that run's newest checkpoint while writing its own under the new run id.
+    ``keep`` (the newest N) and ``keep_every_epochs`` (every N-th epoch end) are the retention
+    policy (:class:`~kedro_repro.checkpoints.RetentionPolicy`), recorded with the run.
     """
 
     def __init__(
@@ -83,22 +85,25 @@ class CheckpointStoreDataset(VersionedFileDataset):
         *,
         filepath: str,
         keep: int | None = None,
+        keep_every_epochs: int | None = None,
         version: Version | None = None,
         metadata: dict | None = None,
     ):
         super().__init__(filepath=filepath, version=version, metadata=metadata)
         self.keep = keep
+        self.keep_every_epochs = keep_every_epochs
 
     def load(self) -> CheckpointStore:
+        policy = {"keep": self.keep, "keep_every_epochs": self.keep_every_epochs}
         if self._version is None:
-            return CheckpointStore(Path(self._filepath), keep=self.keep)
+            return CheckpointStore(Path(self._filepath), **policy)
         save_version = self.resolve_save_version()
         own = Path(self._get_versioned_path(save_version))
         resume = self._version.load
         previous = (
             Path(self._get_versioned_path(resume)) if resume and resume != save_version else None
         )
-        return CheckpointStore(own, resume_from=previous, keep=self.keep)
+        return CheckpointStore(own, resume_from=previous, **policy)
 
     def save(self, data: CheckpointStore) -> None:
         raise DatasetError("checkpoints are written through the store that load() returns")

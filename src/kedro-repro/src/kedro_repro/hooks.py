@@ -32,6 +32,7 @@ from kedro_repro.record import (
     RECORD_FILE,
     SCHEMA_VERSION,
     SNAPSHOT_FILE,
+    CheckpointEntry,
     CheckpointSection,
     DataSnapshot,
     Environment,
@@ -40,6 +41,7 @@ from kedro_repro.record import (
     NodeEntry,
     ParametersSection,
     ProcessSection,
+    RetentionSection,
     RunOptions,
     RunRecord,
     WorkerEntry,
@@ -377,6 +379,9 @@ def _project_relative(path: Path, project: Path) -> str:
 
 
 def _checkpoint_section(store: Any, project: Path) -> CheckpointSection:
+    policy = getattr(store, "policy", None)
+    history = store.history() if hasattr(store, "history") else {}
+    fields = ("step", "epoch", "digest", "state", "bytes", "kept")
     return CheckpointSection(
         directory=_project_relative(Path(store.directory), project),
         files=dict(store.digests()),
@@ -384,6 +389,11 @@ def _checkpoint_section(store: Any, project: Path) -> CheckpointSection:
             f"{_project_relative(Path(path), project)}: {reason}"
             for path, reason in getattr(store, "skipped", [])
         ],
+        policy=RetentionSection(**policy.to_dict()) if policy is not None else None,
+        history={
+            name: CheckpointEntry(**{k: entry[k] for k in fields if k in entry})
+            for name, entry in history.items()
+        },
     )
 
 

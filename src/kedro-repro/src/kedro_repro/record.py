@@ -144,6 +144,28 @@ class CodeSnapshot(_Strict):
     files: dict[RelativePath, Digest] = {}
 
 
+class CheckpointEntry(_Strict):
+    """One checkpoint a run's store wrote, kept or removed by its retention policy."""
+
+    step: int
+    epoch: int | None = None
+    """The epoch (from 0) this checkpoint ends; None for one written inside an epoch."""
+    digest: Digest
+    """The file's digest (what ``check`` re-hashes)."""
+    state: Digest | None = None
+    """The content's digest, equal whichever process wrote the same state (what segment
+    verification compares)."""
+    bytes: int | None = None
+    kept: bool = True
+
+
+class RetentionSection(_Strict):
+    """The checkpoint store's retention policy: every N-th epoch end plus the last K."""
+
+    keep_last: int | None = None
+    keep_every_epochs: int | None = None
+
+
 class CheckpointSection(_Strict):
     """The checkpoints a run's store holds when the node ends, with their file digests."""
 
@@ -151,6 +173,10 @@ class CheckpointSection(_Strict):
     files: dict[Name, Digest]
     skipped: list[str] = []
     """Checkpoints found corrupt and passed over on resume (path: reason)."""
+    policy: RetentionSection | None = None
+    """The retention policy the store ran with (absent from records written before it)."""
+    history: dict[Name, CheckpointEntry] = {}
+    """Every checkpoint the store wrote, by file name, those pruned included."""
 
 
 class ProcessSection(_Strict):

@@ -25,7 +25,8 @@ from kedro_repro.record import RunId
 VERIFICATIONS_FILE = "data/.cache/verifications.jsonl"
 """Relative to the project."""
 
-Grade = Literal["bitwise", "tolerance", "metric", "diverged"]
+Grade = Literal["bitwise", "tolerance", "metric", "diverged", "incomplete", "failed", "tampered"]
+"""A full replay's grades, then those of a verification by segments."""
 
 
 class VerificationNote(BaseModel):

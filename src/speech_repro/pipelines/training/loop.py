@@ -166,6 +166,7 @@ def fit(
     policy: DeterminismPolicy,
     world: World = SINGLE_PROCESS,
     probe: StepProbe | None = None,
+    stop_after: int | None = None,
 ) -> tuple[dict, list[dict[str, Any]], dict[str, Any]]:
     """The training loop of one process of ``world``; returns the model bundle, the log rows and
     the selection record (which step's weights the bundle holds, and why).
@@ -193,6 +194,8 @@ def fit(
 
     ``probe`` (``kedro repro verify --bisect`` only) watches each optimizer step of the model
     through read-only hooks and may stop the loop after a step; None in every training run.
+    ``stop_after`` (segment verification, :mod:`.segment`) ends the loop after the checkpoint
+    of that step is written; everything before it is computed exactly as without it.
     """
     training, model, text = inputs.training, inputs.model, inputs.text
     norm_stats, checkpoints = inputs.norm_stats, inputs.checkpoints
@@ -222,6 +225,13 @@ def fit(
             f"the train split makes fewer batches than the {world.size} training processes"
         )
     every = training.checkpoint_every_steps or steps_per_epoch
+
+    def stops_here(steps_done: int) -> bool:
+        """A replay's end (verify --bisect's probe, --segments' stop step); never in a run."""
+        if probe is not None and probe.finished(steps_done):
+            return True
+        return stop_after is not None and steps_done >= stop_after
+
     selector = Selector.start(training.selection, steps_per_epoch, training.epochs)
     dev_wer = _dev_evaluator(inputs, selector, device)
 
@@ -310,11 +320,8 @@ def fit(
                     log[-1]["dev_wer"] = wer
                     selector.observe(len(log), epoch, wer, net)
                     progress.set_postfix(epoch=epoch, loss=f"{loss:.3f}", dev_wer=f"{wer:.3f}")
-                if (
-                    len(log) % every == 0
-                    or len(log) == (epoch + 1) * steps_per_epoch
-                    or selector.stopped
-                ):
+                ends_epoch = len(log) == (epoch + 1) * steps_per_epoch
+                if len(log) % every == 0 or ends_epoch or selector.stopped:
                     # Every rank's RNG state, so that each continues exactly after a resume.
                     rng = world.gather(capture_rng_state())
                     if world.writer:
@@ -330,10 +337,11 @@ def fit(
                                 "log": log,
                                 "selection": selector.state_dict(),
                             },
+                            epoch=epoch if ends_epoch else None,
                         )
-                if selector.stopped or (probe is not None and probe.finished(len(log))):
+                if selector.stopped or stops_here(len(log)):
                     break
-            if probe is not None and probe.finished(len(log)):
+            if stops_here(len(log)):
                 break
             if selector.stopped:
                 logger.info(

@@ -128,6 +128,25 @@ def current_data(project: Path, record: RunRecord) -> dict[str, str] | None:
     "differ (replays the training from the recorded checkpoint under the recorded and the "
     "replay's settings).",
 )
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replay only K checkpoint intervals (the first, the last, the rest drawn) and the "
+    "evaluation, each from its recorded checkpoint: cost independent of training length.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Segments replayed at once (default: cores / the run's torch threads).",
+)
+@click.option(
+    "--segment-seed",
+    type=int,
+    default=None,
+    help="Seed of the segments drawn (default: a new one, printed to reproduce the choice).",
+)
 @click.option("--quiet", is_flag=True, help="Do not show the replay's own output.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -145,6 +164,9 @@ def verify_command(
     trust_patch: bool,
     keep: bool,
     bisect: bool,
+    segments: int | None,
+    workers: int | None,
+    segment_seed: int | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -154,10 +176,30 @@ def verify_command(
     environment (or refuses, saying what differs) unless --code current is given. The temporary
     replay folder is removed when the verify succeeds (unless --keep) and kept, its path printed,
     when it fails.
+
+    With --segments K only K checkpoint intervals of the training are replayed, in parallel,
+    each from its recorded checkpoint in a fresh process, and compared bit for bit with the
+    recorded next checkpoint; the evaluation is replayed from the recorded model.
     """
     verify = _verify_module()
     project = project_of(metadata)
     run_id = resolve_run(metadata, run_id)
+    if segments is not None:
+        from kedro_repro.cli.verify_segments import verify_by_segments
+
+        if until or overrides.strip() or bisect:
+            raise click.ClickException(
+                "--segments replays the run as recorded: --until, --params and --bisect apply to "
+                "a full replay only"
+            )
+        if workdir is not None:
+            _check_workdir(project, Path(workdir), load_run(runs_dir_of(project), run_id).env)
+
+        verify_by_segments(
+            project, run_id, segments, workers, segment_seed, workdir, keep, code, sync_env,
+            trust_patch, quiet, as_json,
+        )  # fmt: skip
+        return
     require_intact(project, run_id, what="to verify")
     record = load_run(runs_dir_of(project), run_id)
     snapshot = read_snapshot(runs_dir_of(project), run_id)
