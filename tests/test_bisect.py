@@ -114,11 +114,11 @@ def test_the_bisection_names_the_environment_differences(two_threads):
 
 def test_the_report_for_people_names_step_module_and_cause(two_threads, capsys):
     from kedro_repro.bisect import Bisection, ModuleDiff
-    from kedro_repro.cli.verify import _print_bisection
+    from kedro_repro.cli.bisection import print_bisection
 
     fields = dict(two_threads["bisection"])
     fields["modules"] = [ModuleDiff(**m) for m in fields["modules"]]
-    _print_bisection(Bisection(**fields))
+    print_bisection(Bisection(**fields))
     out = capsys.readouterr().out
     assert "first divergent interval  steps 0 -> 5" in out
     assert "first divergent step      1:" in out
@@ -149,3 +149,23 @@ def test_a_divergence_before_the_oldest_kept_checkpoint_is_dated_by_the_log():
     assert "step 3" in why
     assert first_divergent_interval(recorded, dict(recorded), log, dict(log))[0] is None
     assert first_divergent_interval(recorded, {8: "blake3:a", 10: "blake3:y"})[0] == [8, 10]
+
+
+def test_a_diverged_segment_is_bisected_from_its_own_recorded_checkpoint(project, run_id):
+    """``--segments K --bisect``: no full replay; the first diverged segment is the interval."""
+    code, out, err = _verify(
+        project, run_id, "--segments", "2", "--params", "determinism.threads=2", "--bisect",
+        "--quiet", "--json",
+    )  # fmt: skip
+    assert code == 1, err[-3000:]
+    result = json.loads(out[out.index("{") :])
+    assert [s["verdict"] for s in result["segments"]] == ["diverged", "diverged"]
+    bisection = result["bisection"]
+    assert bisection["interval"] == [0, 5]
+    assert "segment 0 (steps 0-5) diverged" in bisection["interval_evidence"]
+    assert bisection["replayed_to"] == 5
+    assert bisection["first_divergent_step"] == 1
+    assert bisection["first_divergent_module"] == "conv"
+    assert bisection["first_divergent_kind"] == "param_grad"
+    assert bisection["reference"]["reproduces"] is True
+    assert bisection["environment"]["parameters"]["determinism.threads"] == [1, 2]

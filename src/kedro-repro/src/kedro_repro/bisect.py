@@ -544,9 +544,43 @@ def bisect(
     # step replays need not go further than that (nor to a checkpoint the run did not keep).
     logged = first_logged_difference(*traces) if traces else None
     stop = min(end, logged) if logged else end
-    result.replayed_to = stop
     say(f"bisect: first divergent interval: steps {start} -> {end} ({why})")
-    scratch = Path(scratch or tempfile.mkdtemp(prefix=f"bisect-{run_id}-"))
+    return bisect_steps(
+        result,
+        project,
+        run_id,
+        start,
+        stop,
+        overrides=overrides,
+        recorded_log=traces[0] if traces else {},
+        recorded_digests=recorded_digests,
+        import_paths=import_paths,
+        python=python,
+        scratch=Path(scratch or tempfile.mkdtemp(prefix=f"bisect-{run_id}-")),
+        say=say,
+        began_all=began_all,
+    )
+
+
+def bisect_steps(
+    result: Bisection,
+    project: Path,
+    run_id: str,
+    start: int,
+    stop: int,
+    *,
+    overrides: dict[str, Any],
+    recorded_log: dict[int, dict[str, Any]],
+    recorded_digests: dict[int, str],
+    import_paths: list[str],
+    python: str,
+    scratch: Path,
+    say: Callable[[str], None],
+    began_all: float,
+) -> Bisection:
+    """Stages 2 and 3 (module docstring) on the interval from the recorded checkpoint at
+    ``start`` to step ``stop``: the first divergent step and module, filled into ``result``."""
+    result.replayed_to = stop
 
     def request(name: str, stop: int, settings: dict[str, Any], dump: list[int]) -> SegmentRequest:
         return SegmentRequest(
@@ -565,7 +599,6 @@ def bisect(
         import_paths,
     )
     result.seconds["steps"] = time.perf_counter() - began
-    recorded_log = traces[0] if traces else {}
     result.reference = _describe(reference, recorded_log, recorded_digests, stop, start)
     result.candidate = _describe(candidate, recorded_log, recorded_digests, stop, start)
     step = first_step(reference, candidate)
@@ -653,6 +686,82 @@ def bisect_verification(
         scratch=workdir / "bisect",
         progress=progress,
     )
+
+
+def bisect_segments(
+    project: Path,
+    verification: Any,
+    *,
+    config: Any,
+    overrides: dict[str, Any],
+    load_recorded: Callable[[Path, str, str], Any],
+    progress: Callable[[str], None] | None = None,
+) -> Bisection:
+    """Stages 2 and 3 on the first diverged segment of a
+    :class:`~kedro_repro.segments.SegmentVerification`: that segment is the interval (it starts
+    at a recorded checkpoint), so nothing before it is replayed again."""
+    from kedro_repro.rerun import recorded_parameters
+    from kedro_repro.verify import restored_import_paths
+
+    spec = config.step_replay
+    if spec is None or config.resume_dataset is None:
+        raise BisectRefused(
+            "this project declares no step replay (ReproConfig.step_replay and resume_dataset): "
+            "--bisect cannot replay its training from a checkpoint"
+        )
+    diverged = next((s for s in verification.segments if s.verdict == "diverged"), None)
+    if diverged is None:
+        if verification.overall == "bitwise":
+            return Bisection(note="the segments reproduced the run bitwise: nothing to bisect")
+        return Bisection(
+            note=f"no replayed segment diverged (verdict {verification.overall}): only a "
+            "training interval that replays to another state is bisected"
+        )
+    began_all = time.perf_counter()
+    record = load_run(project / RUNS_DIR, verification.run_id)
+    recorded = recorded_parameters(record)
+    changed = {
+        dotted: [_get(recorded, dotted.split(".")), value]
+        for dotted, value in overrides.items()
+        if _get(recorded, dotted.split(".")) != value
+    }
+    result = Bisection(
+        interval=[diverged.start_step, diverged.end_step],
+        interval_evidence=f"segment {diverged.index} ({diverged.label()}) "
+        f"diverged: {diverged.detail}",
+        environment={"parameters": changed} if changed else {},
+    )
+    say = progress or (lambda line: None)
+    say(f"bisect: first divergent interval: {result.interval_evidence}")
+    section = record.checkpoints[config.resume_dataset]
+    recorded_log: dict[int, dict[str, Any]] = {}
+    if spec.trace_dataset is not None and spec.trace_dataset in record.ledger:
+        table = load_recorded(project, verification.run_id, spec.trace_dataset)
+        recorded_log = _table_trace(table, spec.step_column, spec.trace_columns)
+    workdir = Path(verification.workdir)
+    return bisect_steps(
+        result,
+        project,
+        verification.run_id,
+        diverged.start_step,
+        diverged.end_step,
+        overrides=overrides,
+        recorded_log=recorded_log,
+        recorded_digests=checkpoint_steps(section.files),
+        import_paths=restored_import_paths(project, workdir, sys.path),
+        python=sys.executable,
+        scratch=workdir / "bisect",
+        say=say,
+        began_all=began_all,
+    )
+
+
+def _get(tree: dict, path: list[str]) -> Any:
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
 
 
 def _table_trace(

@@ -99,6 +99,10 @@ class SegmentVerification:
     code: str = ""
     environment: str = ""
     integrity: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """What-if parameter overrides the segments were replayed with (``--params``)."""
+    bisection: Any = None
+    """The :class:`~kedro_repro.bisect.Bisection` of the first diverged segment (``--bisect``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -172,12 +176,16 @@ def choose_segments(total: int, count: int, seed: int) -> list[int]:
     return sorted({0, total - 1, *middle})
 
 
-def default_workers(record: RunRecord, config: ReproConfig) -> int:
-    """Cores divided by the torch threads each replay uses (the run's determinism threads)."""
+def default_workers(
+    record: RunRecord, config: ReproConfig, overrides: dict[str, Any] | None = None
+) -> int:
+    """Cores divided by the torch threads each replay uses (the run's determinism threads, or
+    the ``overrides``' ones)."""
     section = {**record.parameters.design, **record.parameters.tunable}.get(
         config.determinism_section or "", {}
     )
     threads = section.get("threads", 1) if isinstance(section, dict) else 1
+    threads = (overrides or {}).get(f"{config.determinism_section}.threads", threads)
     return max(1, (os.cpu_count() or 1) // max(1, int(threads)))
 
 
@@ -193,6 +201,7 @@ def verify_segments(
     code: str = "recorded",
     sync_env: bool = False,
     trust_patch: bool = False,
+    overrides: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> SegmentVerification:
     """Replay ``count`` segments of ``run_id`` and its evaluation; grade each (module docstring).
@@ -200,6 +209,8 @@ def verify_segments(
     Bytes first: a problem with any stored file of the run other than its checkpoints stops
     everything (:class:`~kedro_repro.integrity.ArtifactTamperedError`); a tampered checkpoint
     makes the segments that start or end at it ``tampered`` (named, not replayed).
+    ``overrides`` (dotted parameter names) replay the segments and the evaluation under other
+    settings: a what-if, as ``verify --params`` is for a full replay.
     """
     project = Path(project)
     if config.train_segment is None or config.resume_dataset is None:
@@ -228,7 +239,7 @@ def verify_segments(
             segment.verdict, segment.detail = "tampered", "; ".join(bad)
     seed = secrets.randbelow(2**31) if seed is None else seed
     chosen = choose_segments(len(segments), count, seed)
-    workers = workers or default_workers(record, config)
+    workers = workers or default_workers(record, config, overrides)
     result = SegmentVerification(
         run_id=run_id,
         seed=seed,
@@ -239,6 +250,7 @@ def verify_segments(
         checkpoint_problems=sorted(tampered.values()),
         policy=_policy_dict(record, dataset),
         workers=workers,
+        overrides=dict(overrides or {}),
         integrity={
             "seal": check.seal,
             "signature": check.signature.describe() if check.signature else "unsigned",
@@ -270,7 +282,7 @@ def verify_segments(
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"segments-{run_id}-"))
     result.workdir = str(workdir)
     result.code, catalog = prepare_workdir(
-        project, evaluation_record, workdir, config.data_dirs, {}, code=code,
+        project, evaluation_record, workdir, config.data_dirs, result.overrides, code=code,
         trust_patch=trust_patch,
     )  # fmt: skip
     _link_recorded_files(project, workdir, record, upstream, catalog)

@@ -165,3 +165,11 @@ def print_changes(group: str, changes: dict[str, list]) -> None:
 def stderr_line(text: str) -> None:
     """One line on standard error (progress, notes): standard output stays data."""
     click.echo(text, err=True)
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``--params a.b=1,c=x`` as ``{"a.b": 1, "c": "x"}`` (values read as YAML scalars)."""
+    import yaml
+
+    pairs = (item.partition("=") for item in text.split(",") if item.strip())
+    return {key.strip(): yaml.safe_load(value) for key, _, value in pairs}

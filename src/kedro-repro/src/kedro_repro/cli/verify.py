@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from kedro_repro.bundles import bundle_owner
+from kedro_repro.cli.bisection import print_bisection
 from kedro_repro.cli.common import (
     LazyChoice,
     LazyDefaultOption,
     config_of,
+    parse_overrides,
     print_changes,
     print_table,
     project_of,
@@ -187,17 +188,17 @@ def verify_command(
     if segments is not None:
         from kedro_repro.cli.verify_segments import verify_by_segments
 
-        if until or overrides.strip() or bisect:
+        if until:
             raise click.ClickException(
-                "--segments replays the run as recorded: --until, --params and --bisect apply to "
-                "a full replay only"
+                "--until stops a full replay at a node: --segments replays training intervals "
+                "and the evaluation"
             )
         if workdir is not None:
             _check_workdir(project, Path(workdir), load_run(runs_dir_of(project), run_id).env)
 
         verify_by_segments(
             project, run_id, segments, workers, segment_seed, workdir, keep, code, sync_env,
-            trust_patch, quiet, as_json,
+            trust_patch, parse_overrides(overrides), bisect, quiet, as_json,
         )  # fmt: skip
         return
     require_intact(project, run_id, what="to verify")
@@ -295,7 +296,7 @@ def _replay(
         config=project_config(),
         explain=explain_divergence,
         until=until,
-        overrides=dict(_parse_override(item) for item in overrides.split(",") if item.strip()),
+        overrides=parse_overrides(overrides),
         rtol=rtol,
         atol=atol,
         workdir=workdir,
@@ -317,59 +318,12 @@ def _bisect(project: Path, result: Any, overrides: str, quiet: bool) -> Any:
             project,
             result,
             config=project_config(),
-            overrides=dict(_parse_override(item) for item in overrides.split(",") if item.strip()),
+            overrides=parse_overrides(overrides),
             load_recorded=load_recorded,
             progress=None if quiet else stderr_line,
         )
     except bisect.BisectRefused as error:
         raise click.ClickException(f"--bisect: {error}") from None
-
-
-def _print_bisection(bisection: Any) -> None:
-    click.echo("bisection")
-    if bisection.interval is None or bisection.first_divergent_step is None:
-        click.echo(f"  {bisection.note or bisection.interval_evidence}")
-        return
-    start, end = bisection.interval
-    click.echo(
-        f"  first divergent interval  steps {start} -> {end} ({bisection.interval_evidence})"
-    )
-    click.echo(
-        f"  first divergent step      {bisection.first_divergent_step}: "
-        + "; ".join(bisection.step_differences[:6])
-    )
-    reference, candidate = bisection.reference, bisection.candidate
-    verdict = "reproduces" if reference["reproduces"] else "does NOT reproduce"
-    click.echo(
-        f"  reference replay          recorded settings ({reference['threads']} threads): "
-        f"{verdict} the recorded run"
-    )
-    click.echo(f"  candidate replay          replay settings ({candidate['threads']} threads)")
-    click.echo(f"  steps replayed            {start} -> {bisection.replayed_to}, fresh processes")
-    if bisection.first_divergent_module is None:
-        click.echo(f"  {bisection.note}")
-        return
-    click.echo(
-        f"  first divergent module    {bisection.first_divergent_module} "
-        f"({bisection.first_divergent_kind}) at step {bisection.first_module_step}"
-    )
-    from kedro_repro.bisect import explaining_differences
-
-    for line in explaining_differences(bisection.environment):
-        click.echo(f"  explained by              {line}")
-    print_table(
-        ["order", "tensor", "module", "max |diff|", "bitwise"],
-        (
-            [m.order, f"{m.kind}:{m.tensor}", m.module, f"{m.max_abs_diff:.3g}", m.equal]
-            for m in bisection.modules
-        ),
-        indent=2,
-    )
-
-
-def _parse_override(item: str) -> tuple[str, Any]:
-    key, _, value = item.partition("=")
-    return key.strip(), yaml.safe_load(value)
 
 
 def _print_verification(result: Any) -> None:
@@ -413,5 +367,5 @@ def _print_verification(result: Any) -> None:
             describe(result.metric_test) if describe else f"metric test {result.metric_test}"
         )
     if result.bisection is not None:
-        _print_bisection(result.bisection)
+        print_bisection(result.bisection)
     click.echo(f"verdict: {result.overall}")

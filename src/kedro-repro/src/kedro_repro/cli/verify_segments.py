@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from kedro_repro.cli.bisection import print_bisection
 from kedro_repro.cli.common import config_of, print_table, stderr_line
 from kedro_repro.verifications import note_verification
 
@@ -28,11 +29,15 @@ def verify_by_segments(
     code: str,
     sync_env: bool,
     trust_patch: bool,
+    overrides: dict[str, Any],
+    bisect: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Run :func:`~kedro_repro.segments.verify_segments`, print its table (or JSON), exit 1
-    unless every chosen segment and the evaluation reproduced bit for bit."""
+    unless every chosen segment and the evaluation reproduced bit for bit. With ``bisect``,
+    the first diverged segment is bisected to its step and module
+    (:func:`~kedro_repro.bisect.bisect_segments`)."""
     from kedro.framework.startup import bootstrap_project
 
     from kedro_repro import segments
@@ -51,8 +56,11 @@ def verify_by_segments(
             code=code,
             sync_env=sync_env,
             trust_patch=trust_patch,
+            overrides=overrides,
             progress=None if quiet else (lambda line: stderr_line(f"  {line}")),
         )
+        if bisect:
+            result.bisection = _bisect(project, result, overrides, quiet)
     except segments.SegmentsUnavailable as error:
         shutil.rmtree(replay_dir, ignore_errors=True)
         raise click.ClickException(str(error)) from None
@@ -67,7 +75,7 @@ def verify_by_segments(
     try:
         note_verification(
             project, run_id, result.overall, replay_dir.name, result.code, result.environment,
-            scope=f"{count} segment(s)",
+            scope=f"{count} segment(s)" + (f", what-if --params {overrides}" if overrides else ""),
         )  # fmt: skip
     except OSError as error:  # e.g. a read-only checkout: the verdict above stands
         stderr_line(f"verification not noted ({error}); kedro repro show will not list it")
@@ -80,12 +88,32 @@ def verify_by_segments(
         raise SystemExit(1)
 
 
+def _bisect(project: Path, result: Any, overrides: dict[str, Any], quiet: bool) -> Any:
+    """:func:`~kedro_repro.bisect.bisect_segments` of ``result``; a refusal is one line."""
+    from kedro_repro import bisect
+    from kedro_repro.rerun import load_recorded
+
+    try:
+        return bisect.bisect_segments(
+            project,
+            result,
+            config=config_of(),
+            overrides=overrides,
+            load_recorded=load_recorded,
+            progress=None if quiet else stderr_line,
+        )
+    except bisect.BisectRefused as error:
+        raise click.ClickException(f"--bisect: {error}") from None
+
+
 def _print(result: Any) -> None:
     click.echo(
         f"verified run {result.run_id} by {len(result.segments)} of {result.segments_total} "
         f"segments (seed {result.seed}: --segment-seed {result.seed} draws the same), "
         f"{result.workers} worker(s), in {result.workdir}"
     )
+    if result.overrides:
+        click.echo(f"  what-if      --params {result.overrides}")
     click.echo(f"  code         {result.code}")
     click.echo(f"  environment  {result.environment}")
     integrity = result.integrity
@@ -117,4 +145,6 @@ def _print(result: Any) -> None:
     for graded in result.evaluation:
         if graded["grade"] != "bitwise":
             click.echo(f"  {graded['dataset']}: {graded['grade']} {graded.get('detail', '')}")
+    if result.bisection is not None:
+        print_bisection(result.bisection)
     click.echo(f"verdict: {result.overall}")
