@@ -648,6 +648,16 @@ def bisect_steps(
     return result
 
 
+def _step_replay(config: Any) -> Any:
+    """The project's :class:`~kedro_repro.config.StepReplay`, or BisectRefused saying it has none."""
+    if config.step_replay is None or config.resume_dataset is None:
+        raise BisectRefused(
+            "this project declares no step replay (ReproConfig.step_replay and resume_dataset): "
+            "--bisect cannot replay its training from a checkpoint"
+        )
+    return config.step_replay
+
+
 def bisect_verification(
     project: Path,
     verification: Any,
@@ -661,12 +671,7 @@ def bisect_verification(
     :class:`~kedro_repro.config.ReproConfig`; the step replays import the replayed code."""
     from kedro_repro.verify import restored_import_paths
 
-    spec = config.step_replay
-    if spec is None or config.resume_dataset is None:
-        raise BisectRefused(
-            "this project declares no step replay (ReproConfig.step_replay and resume_dataset): "
-            "--bisect cannot replay its training from a checkpoint"
-        )
+    spec = _step_replay(config)
     if verification.overall == "bitwise":
         return Bisection(note="the replay reproduced the run bitwise: nothing to bisect")
     workdir = Path(verification.workdir)
@@ -703,12 +708,7 @@ def bisect_segments(
     from kedro_repro.rerun import recorded_parameters
     from kedro_repro.verify import restored_import_paths
 
-    spec = config.step_replay
-    if spec is None or config.resume_dataset is None:
-        raise BisectRefused(
-            "this project declares no step replay (ReproConfig.step_replay and resume_dataset): "
-            "--bisect cannot replay its training from a checkpoint"
-        )
+    spec = _step_replay(config)
     diverged = next((s for s in verification.segments if s.verdict == "diverged"), None)
     if diverged is None:
         if verification.overall == "bitwise":
