@@ -1,11 +1,14 @@
 """The drift matrix: how far a replay of the default run is from the original, case by case.
 
 In a fresh clone: (a) `kedro run` then `kedro repro verify` (fresh process, same machine);
-(c) a run killed with SIGKILL mid-training, resumed, then verified; (d) a replay with 1 torch
-thread instead of 2, bisected (`--bisect`: first divergent step and module). Writes the table
-between the `bench:drift_matrix` markers of docs/reproducibility.md. Row (b) is CI's own step (see .ci/run); row (e) needs a GPU.
+(b) that run pushed to an S3 server on 127.0.0.1 (moto), pulled into another git clone in
+another folder by a user with umask 077, and verified there; (c) a run killed with SIGKILL
+mid-training, resumed, then verified; (d) a replay with 1 torch thread instead of 2. Every
+verify runs with `--bisect` (first divergent step and module; nothing to do on a bitwise one).
+Writes the table between the `bench:drift_matrix` markers of docs/reproducibility.md. CI's
+own replay (tiny configuration, .ci/run) is the other row (b); row (e) needs a GPU.
 
-    uv run python bench/drift_matrix.py
+    uv run --extra remote python bench/drift_matrix.py
 """
 
 from __future__ import annotations
@@ -42,11 +45,56 @@ def latest_run(project: Path) -> str:
     )[-1]
 
 
-def verify(project: Path, run_id: str, *args: str) -> dict:
-    out = kedro(
-        project, "repro", "verify", run_id, "--json", "--require", "metric", *args, check=False
-    ).stdout
+def verify(project: Path, run_id: str, *args: str, umask: int | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "kedro", "repro", "verify", run_id, "--json", "--require", "metric",
+         "--bisect", *args],
+        cwd=project, env=ENV, capture_output=True, text=True,
+        preexec_fn=None if umask is None else (lambda: os.umask(umask)),
+    ).stdout  # fmt: skip
     return json.loads(out[out.index("{") :])
+
+
+def pulled_elsewhere(project: Path, run_id: str, colleague: Path) -> dict:
+    """Push ``run_id`` to a moto S3 server on 127.0.0.1, pull it into a new clone at
+    ``colleague`` under umask 077, and verify it there (row b)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(credentials)  # this process's boto3 and the kedro commands alike
+    ENV.update(credentials)
+    try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket="runs"
+        )
+        remote = (
+            f"remote:\n  url: s3://runs/team\n  storage_options:\n    endpoint_url: {endpoint}\n"
+        )
+        subprocess.run(["git", "clone", "-q", str(project), str(colleague)], check=True)
+        for where in (project, colleague):
+            (where / "conf" / "local").mkdir(parents=True, exist_ok=True)
+            (where / "conf" / "local" / "repro.yml").write_text(remote)
+        kedro(project, "repro", "push", run_id)
+        (project / "conf" / "local" / "repro.yml").unlink()  # the later rows run as before
+        pulled = subprocess.run(
+            [sys.executable, "-m", "kedro", "repro", "pull", run_id], cwd=colleague, env=ENV,
+            capture_output=True, text=True, preexec_fn=lambda: os.umask(0o077),
+        )  # fmt: skip
+        if pulled.returncode != 0:
+            raise RuntimeError(f"kedro repro pull failed:\n{pulled.stderr[-4000:]}")
+        return verify(colleague, run_id, umask=0o077)
+    finally:
+        server.stop()
 
 
 def kill_mid_training(project: Path) -> str:
@@ -93,8 +141,12 @@ def row(label: str, result: dict) -> str:
 def bisected(result: dict) -> str:
     """The bisection column: first divergent step and module, '-' when not bisected."""
     b = result.get("bisection")
-    if not b or b.get("first_divergent_step") is None:
-        return "-" if not b else b.get("note", "-")
+    if not b:
+        return "-"
+    if result["overall"] == "bitwise":
+        return "none (bitwise)"
+    if b.get("first_divergent_step") is None:
+        return b.get("note", "-")
     first = next((m for m in b["modules"] if not m["equal"]), None)
     if first is None:
         return f"step {b['first_divergent_step']}; no module"
@@ -110,6 +162,13 @@ def main() -> None:
         kedro(project, "run")
         base = latest_run(project)
         rows = [row("(a) fresh process, same machine", verify(project, base))]
+        rows.append(
+            row(
+                "(b) pushed to S3 (a moto server on 127.0.0.1), pulled into another git clone "
+                "in another folder by a user with umask 077, verified there",
+                pulled_elsewhere(project, base, Path(tmp) / "colleague"),
+            )
+        )
         killed = kill_mid_training(project)
         kedro(project, "repro", "resume", killed)
         rows.append(
@@ -121,20 +180,20 @@ def main() -> None:
         rows.append(
             row(
                 "(d) torch threads 1 instead of 2",
-                verify(project, base, "--params", "determinism.threads=1", "--bisect"),
+                verify(project, base, "--params", "determinism.threads=1"),
             )
         )
     write_section(
         "drift_matrix",
         [
-            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `uv run python bench/drift_matrix.py` (default configuration).",
+            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `uv run --extra remote python bench/drift_matrix.py` (default configuration; every verify with `--bisect`).",
             "",
             "| case | verdict | first divergent node | max abs weight diff | test WER delta [95 % speaker-bootstrap CI] | bisection: first divergent step; module |",
             "|---|---|---|---|---|---|",
             *rows,
             "| (b) fresh clone on a clean machine | bitwise, required by CI on every submission (tiny configuration, `.ci/run`) | - | 0 | 0 | - |",
-            # measured by tests/test_transfer.py (push, clone, pull under umask 077, verify)
-            "| (b) pulled into another git clone, in another folder, by a user with umask 077 (`kedro repro push` to S3, `kedro repro pull`) | bitwise, required by tests/test_transfer.py on every test run (tiny configuration, a real S3 server on 127.0.0.1) | - | 0 | 0 | - |",
+            # the same path on the tiny configuration, on every test run
+            "| (b) the same, tiny configuration | bitwise, required by tests/test_transfer.py on every test run | - | 0 | 0 | - |",
             "| (e) CPU vs GPU | not measured: no GPU was lent to this project yet | | | | |",
         ],
         doc=REPO / "docs/reproducibility.md",
