@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-test", action="store_true", help="only the default runs (their own section)"
     )
+    parser.add_argument(
+        "--section", default=None, help="the docs/benchmarks.md block to write (default: by mode)"
+    )
     options = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +115,7 @@ def main() -> None:
             )
     command = "uv run python bench/segment_verify.py " + " ".join(sys.argv[1:])
     write_section(
-        "segment_verify_default" if options.skip_test else "segment_verify",
+        options.section or ("segment_verify_default" if options.skip_test else "segment_verify"),
         [
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores by `{command.strip()}`, "
             "each run then `kedro repro verify RUN` and `kedro repro verify RUN --segments 3 "
