@@ -12,8 +12,8 @@ node reads the datasets the run saved. The evaluation is replayed from the recor
 model and graded like :func:`kedro_repro.verify.verify` grades datasets.
 
 How to train one interval is the project's: :attr:`ReproConfig.train_segment
-<kedro_repro.config.ReproConfig.train_segment>`. Run as ``python -m kedro_repro.segments TASK``
-this module is the worker process of one segment.
+<kedro_repro.config.ReproConfig.train_segment>`. Run as ``python -m kedro_repro.segments PLAN``
+this module is the process that replays the segments (:func:`_host`).
 """
 
 from __future__ import annotations
@@ -303,8 +303,24 @@ def verify_segments(
     section = record.checkpoints[dataset]
     to_replay = [s for s in result.segments if s.verdict == "not replayed"]
 
-    def run_segment(segment: Segment) -> None:
-        started = time.perf_counter()
+    plan = {
+        "run_id": run_id,
+        "env": record.env,
+        "pipelines": record.pipelines,
+        "node": trainer.name,
+        "dataset": dataset,
+        "versions": {n: versions.get(n) for n in trainer.inputs if n in upstream},
+        # Datasets without stored files to re-hash: checked by content once loaded.
+        "digests": {
+            n: record.ledger[n].digest
+            for n in trainer.inputs
+            if n in upstream and n in record.ledger and not record.ledger[n].files
+        },
+        "workers": workers,
+        "segments": [],
+    }
+    by_index = {segment.index: segment for segment in to_replay}
+    for segment in to_replay:
         folder = workdir / "segments" / f"{segment.index:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         start = None
@@ -315,38 +331,49 @@ def verify_segments(
                 project / section.directory / segment.start,
                 {"step": entry.step, "digest": entry.digest, "bytes": entry.bytes},
             )
-        task = {
-            "run_id": run_id,
-            "env": record.env,
-            "pipelines": record.pipelines,
-            "node": trainer.name,
-            "dataset": dataset,
-            "versions": {n: versions.get(n) for n in trainer.inputs if n in upstream},
-            # Datasets without stored files to re-hash: checked by content once loaded.
-            "digests": {
-                n: record.ledger[n].digest
-                for n in trainer.inputs
-                if n in upstream and n in record.ledger and not record.ledger[n].files
-            },
-            "start": str(start) if start else None,
-            "stop_step": segment.end_step,
-            "output": str(folder / "replayed"),
-        }
-        done = subprocess.run(
-            [python, "-m", "kedro_repro.segments", json.dumps(task)],
-            cwd=workdir, env=variables, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )  # fmt: skip
-        segment.seconds = round(time.perf_counter() - started, 2)
-        (folder / "worker.log").write_text(done.stdout + done.stderr)
+        plan["segments"].append(
+            {
+                "index": segment.index,
+                "start": str(start) if start else None,
+                "stop_step": segment.end_step,
+                "folder": str(folder),
+            }
+        )
+
+    def grade(segment: Segment, returncode: int, seconds: float, failure: str) -> None:
+        folder = workdir / "segments" / f"{segment.index:05d}"
+        segment.seconds = round(seconds, 2)
         replayed = folder / "replayed" / segment.end
-        if done.returncode != 0 or not replayed.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        if returncode != 0 or not replayed.is_file():
+            log = folder / "worker.log"
+            lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
             segment.verdict = "failed"
-            segment.detail = f"the replay failed ({folder / 'worker.log'}): {tail[0][:300]}"
+            segment.detail = f"the replay failed ({log}): {(lines[-1:] or [failure])[0][:300]}"
         else:
             _grade(segment, section.history[segment.end], replayed, project / section.directory)
         if progress is not None:
             progress(f"segment {segment.index} ({segment.label()}): {segment.verdict}")
+
+    def run_segments() -> None:
+        if not to_replay:
+            return
+        plan_file = workdir / "segments" / "plan.json"
+        plan_file.write_text(json.dumps(plan, indent=1))  # to rerun the replays by hand
+        with open(workdir / "segments" / "host.log", "w") as host_log:
+            host = subprocess.Popen(
+                [python, "-m", "kedro_repro.segments", str(plan_file)],
+                cwd=workdir, env=variables, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=host_log, text=True,
+            )  # fmt: skip
+            assert host.stdout is not None
+            for line in host.stdout:  # "<index> <returncode> <seconds>" as each one ends
+                index, returncode, seconds = line.split()
+                grade(by_index.pop(int(index)), int(returncode), float(seconds), "")
+            host.wait()
+        errors = (workdir / "segments" / "host.log").read_text(errors="replace").strip()
+        failure = (errors.splitlines()[-1:] or [f"exit {host.returncode}"])[0]
+        for segment in list(by_index.values()):  # the host failed before replaying them
+            grade(segment, host.returncode or 1, 0.0, f"segment host: {failure}")
 
     def run_evaluation() -> None:
         try:
@@ -361,9 +388,10 @@ def verify_segments(
         if progress is not None:
             progress(f"evaluation from the recorded model: {result.evaluation_verdict}")
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_evaluation)] + [pool.submit(run_segment, s) for s in to_replay]
-        for future in futures:
+    # The evaluation decodes with the recorded model, a short job mostly spent starting Kedro: it
+    # runs beside the segment replays rather than taking one of their --workers slots.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(run_evaluation), pool.submit(run_segments)]:
             future.result()
     verdicts = [s.verdict for s in result.segments]
     verdicts.append("bitwise" if result.evaluation_verdict == "bitwise" else "diverged")
@@ -515,13 +543,20 @@ def to_json(verification: SegmentVerification) -> str:
     return json.dumps(verification.to_dict(), indent=1, default=str)
 
 
-def _worker(task: dict[str, Any]) -> None:
-    """One segment in this fresh process: the training node's inputs as the run saved them, a
-    store continuing from the segment's first checkpoint, the project's ``train_segment``."""
+def _host(plan: dict[str, Any]) -> None:
+    """Replay the plan's segments: load the training node's inputs once, as the run saved them,
+    then fork one fresh child per segment (``workers`` at a time), each training from its own
+    recorded checkpoint with the project's ``train_segment``.
+
+    Why fork: importing torch, Kedro and the project and loading the inputs costs a new Python
+    process several seconds, as much as a segment's training; the children start from a parent
+    that has done only that, no training computation, so nothing passes from one segment to
+    another but the bytes every one of them loads alike. Prints ``<index> <returncode>
+    <seconds>`` as each child ends.
+    """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from kedro_repro.checkpoints import CheckpointStore
     from kedro_repro.config import project_config
     from kedro_repro.ledger import content_digest
     from kedro_repro.params import as_type, section_type
@@ -530,8 +565,8 @@ def _worker(task: dict[str, Any]) -> None:
     bootstrap_project(project)
     config = project_config()
     assert config.train_segment is not None
-    node = next(n for n in compose_pipelines(task["pipelines"]).nodes if n.name == task["node"])
-    with KedroSession.create(project_path=project, env=task["env"]) as session:
+    node = next(n for n in compose_pipelines(plan["pipelines"]).nodes if n.name == plan["node"])
+    with KedroSession.create(project_path=project, env=plan["env"]) as session:
         catalog = session.load_context().catalog
         if config.determinism_section:
             params = catalog.load("parameters")
@@ -541,25 +576,62 @@ def _worker(task: dict[str, Any]) -> None:
                 apply_policy(as_type(DeterminismPolicy, params[config.determinism_section]))
         inputs: dict[str, Any] = {}
         for name in node.inputs:
-            if name == task["dataset"]:
-                inputs[name] = CheckpointStore(task["output"], resume_from=task["start"])
-            elif name.startswith("params:"):
+            if name == plan["dataset"]:
+                continue
+            if name.startswith("params:"):
                 value = catalog.load(name)
                 kind = section_type(config.parameter_schema, name.removeprefix("params:"))
                 inputs[name] = as_type(kind, value) if kind is not None else value
             else:
-                inputs[name] = catalog.load(name, version=task["versions"].get(name))
-                expected = task["digests"].get(name)
+                inputs[name] = catalog.load(name, version=plan["versions"].get(name))
+                expected = plan["digests"].get(name)
                 if expected and (actual := content_digest(inputs[name], project)) != expected:
                     raise ArtifactTamperedError(
-                        f"{name} is not what run {task['run_id']} recorded (content {actual}, "
+                        f"{name} is not what run {plan['run_id']} recorded (content {actual}, "
                         f"recorded {expected}); not replayed"
                     )
-        config.train_segment(inputs, task["stop_step"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    running: dict[int, tuple[int, float]] = {}  # pid -> (segment index, start time)
+    pending = list(plan["segments"])
+    while pending or running:
+        while pending and len(running) < plan["workers"]:
+            task = pending.pop(0)
+            pid = os.fork()
+            if pid == 0:  # the child: one segment, then exit without running the parent's cleanup
+                os._exit(_replay_one(config, inputs, plan["dataset"], task))
+            running[pid] = (task["index"], time.perf_counter())
+        pid, status = os.wait()
+        index, started = running.pop(pid)
+        print(index, os.waitstatus_to_exitcode(status), time.perf_counter() - started, flush=True)
+
+
+def _replay_one(
+    config: ReproConfig, inputs: dict[str, Any], dataset: str, task: dict[str, Any]
+) -> int:
+    """In a forked child: train one segment, output to its folder's ``worker.log``; exit code."""
+    import traceback
+
+    from kedro_repro.checkpoints import CheckpointStore
+
+    folder = Path(task["folder"])
+    log = os.open(folder / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    try:
+        checkpoints = CheckpointStore(folder / "replayed", resume_from=task["start"])
+        config.train_segment({**inputs, dataset: checkpoints}, task["stop_step"])
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0
 
 
 if __name__ == "__main__":
     try:
-        _worker(json.loads(sys.argv[1]))
+        _host(json.loads(Path(sys.argv[1]).read_text()))
     except (ReplayRefused, ArtifactTamperedError) as error:
         sys.exit(str(error))
