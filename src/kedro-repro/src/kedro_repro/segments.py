@@ -317,6 +317,7 @@ def verify_segments(
             if n in upstream and n in record.ledger and not record.ledger[n].files
         },
         "workers": workers,
+        "evaluation_done": str(workdir / "segments" / "evaluation.done"),
         "segments": [],
     }
     by_index = {segment.index: segment for segment in to_replay}
@@ -384,12 +385,15 @@ def verify_segments(
                 {"dataset": "(replay)", "grade": "failed", "detail": str(error)[-600:]}
             ]
             return
+        finally:
+            Path(plan["evaluation_done"]).touch()  # its worker slot is free for a segment
         _grade_evaluation(result, project, record, workdir, replay_id, config)
         if progress is not None:
             progress(f"evaluation from the recorded model: {result.evaluation_verdict}")
 
-    # The evaluation decodes with the recorded model, a short job mostly spent starting Kedro: it
-    # runs beside the segment replays rather than taking one of their --workers slots.
+    # The segment host imports and loads while the evaluation replay runs; it starts training
+    # once the evaluation has freed its slot (or at once on the other --workers slots).
+    (workdir / "segments").mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for future in [pool.submit(run_evaluation), pool.submit(run_segments)]:
             future.result()
@@ -594,13 +598,20 @@ def _host(plan: dict[str, Any]) -> None:
     sys.stderr.flush()
     running: dict[int, tuple[int, float]] = {}  # pid -> (segment index, start time)
     pending = list(plan["segments"])
+    evaluated = Path(plan["evaluation_done"])
     while pending or running:
-        while pending and len(running) < plan["workers"]:
+        # The evaluation replay holds one of the workers' slots until it is done: more training
+        # threads than cores (OpenMP threads spin while they wait) cost more than they overlap.
+        slots = plan["workers"] - (0 if evaluated.exists() else 1)
+        while pending and len(running) < slots:
             task = pending.pop(0)
             pid = os.fork()
             if pid == 0:  # the child: one segment, then exit without running the parent's cleanup
                 os._exit(_replay_one(config, inputs, plan["dataset"], task))
             running[pid] = (task["index"], time.perf_counter())
+        if not running:
+            time.sleep(0.05)
+            continue
         pid, status = os.wait()
         index, started = running.pop(pid)
         print(index, os.waitstatus_to_exitcode(status), time.perf_counter() - started, flush=True)
