@@ -6,7 +6,30 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.common import print_table
+from kedro_repro.cli.common import config_of, print_table, stderr_line
+
+
+def bisect_replay(project: Any, result: Any, overrides: dict[str, Any], quiet: bool) -> Any:
+    """The bisection of a full replay's or a segment verification's ``result``
+    (:func:`~kedro_repro.bisect.bisect_verification`, :func:`~kedro_repro.bisect.bisect_segments`);
+    a refusal is one line."""
+    from kedro_repro import bisect
+    from kedro_repro.rerun import load_recorded
+    from kedro_repro.segments import SegmentVerification
+
+    by_segments = isinstance(result, SegmentVerification)
+    search = bisect.bisect_segments if by_segments else bisect.bisect_verification
+    try:
+        return search(
+            project,
+            result,
+            config=config_of(),
+            overrides=overrides,
+            load_recorded=load_recorded,
+            progress=None if quiet else stderr_line,
+        )
+    except bisect.BisectRefused as error:
+        raise click.ClickException(f"--bisect: {error}") from None
 
 
 def print_bisection(bisection: Any) -> None:

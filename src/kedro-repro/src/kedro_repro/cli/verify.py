@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from kedro_repro.bundles import bundle_owner
-from kedro_repro.cli.bisection import print_bisection
+from kedro_repro.cli.bisection import bisect_replay, print_bisection
 from kedro_repro.cli.common import (
     LazyChoice,
     LazyDefaultOption,
@@ -231,7 +231,7 @@ def verify_command(
             trust_patch, quiet,
         )  # fmt: skip
         if bisect:
-            result.bisection = _bisect(project, result, overrides, quiet)
+            result.bisection = bisect_replay(project, result, parse_overrides(overrides), quiet)
     except (verify.ReplayRefused, ArtifactTamperedError, RecordError):  # nothing was replayed
         if workdir is None:
             shutil.rmtree(replay_dir, ignore_errors=True)
@@ -305,25 +305,6 @@ def _replay(
         trust_patch=trust_patch,
         progress=None if quiet else (lambda line: stderr_line(f"  replay | {line}")),
     )
-
-
-def _bisect(project: Path, result: Any, overrides: str, quiet: bool) -> Any:
-    """:func:`~kedro_repro.bisect.bisect_verification` of ``result``; a refusal is one line."""
-    from kedro_repro import bisect
-    from kedro_repro.config import project_config
-    from kedro_repro.rerun import load_recorded
-
-    try:
-        return bisect.bisect_verification(
-            project,
-            result,
-            config=project_config(),
-            overrides=parse_overrides(overrides),
-            load_recorded=load_recorded,
-            progress=None if quiet else stderr_line,
-        )
-    except bisect.BisectRefused as error:
-        raise click.ClickException(f"--bisect: {error}") from None
 
 
 def _print_verification(result: Any) -> None:

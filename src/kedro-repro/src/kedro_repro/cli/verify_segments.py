@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kedro_repro.cli.bisection import print_bisection
+from kedro_repro.cli.bisection import bisect_replay, print_bisection
 from kedro_repro.cli.common import config_of, print_table, stderr_line
 from kedro_repro.verifications import note_verification
 
@@ -60,7 +60,7 @@ def verify_by_segments(
             progress=None if quiet else (lambda line: stderr_line(f"  {line}")),
         )
         if bisect:
-            result.bisection = _bisect(project, result, overrides, quiet)
+            result.bisection = bisect_replay(project, result, overrides, quiet)
     except segments.SegmentsUnavailable as error:
         shutil.rmtree(replay_dir, ignore_errors=True)
         raise click.ClickException(str(error)) from None
@@ -86,24 +86,6 @@ def verify_by_segments(
         stderr_line(f"replay workdir {'kept' if passed else 'kept for inspection'}: {replay_dir}")
     if not passed:
         raise SystemExit(1)
-
-
-def _bisect(project: Path, result: Any, overrides: dict[str, Any], quiet: bool) -> Any:
-    """:func:`~kedro_repro.bisect.bisect_segments` of ``result``; a refusal is one line."""
-    from kedro_repro import bisect
-    from kedro_repro.rerun import load_recorded
-
-    try:
-        return bisect.bisect_segments(
-            project,
-            result,
-            config=config_of(),
-            overrides=overrides,
-            load_recorded=load_recorded,
-            progress=None if quiet else stderr_line,
-        )
-    except bisect.BisectRefused as error:
-        raise click.ClickException(f"--bisect: {error}") from None
 
 
 def _print(result: Any) -> None:
