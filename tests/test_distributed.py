@@ -7,6 +7,7 @@ seconds to start, so one uninterrupted run is shared by the tests of this module
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -18,8 +19,8 @@ from kedro_repro.determinism import DeterminismPolicy
 from kedro_repro.hashing import tensors_digest
 from kedro_repro.ledger import content_digest
 from speech_repro.asr.batching import epoch_batches, rank_batches
-from speech_repro.parameters import ModelParams, TextParams, TrainingParams
-from speech_repro.pipelines.training.distributed import resolve_backend
+from speech_repro.parameters import DistributedParams, ModelParams, TextParams, TrainingParams
+from speech_repro.pipelines.training.distributed import _failure, resolve_backend
 from speech_repro.pipelines.training.nodes import train_model
 
 WORLD = 2
@@ -74,6 +75,36 @@ def test_a_ddp_run_completes_and_reproduces_bit_for_bit(reference, prepared, par
     assert state["world_size"] == WORLD
     assert len(state["rng"]) == WORLD  # one RNG state per rank, in rank order
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # per-rank seeds
+
+
+# What gloo's worker threads sometimes do while a finished rank's interpreter shuts down
+# ("terminate called without an active exception", SIGABRT), every time: ranks only (torchrun
+# sets RANK), at interpreter exit.
+ABORT_AT_EXIT = "import atexit, os\nif 'RANK' in os.environ:\n    atexit.register(os.abort)\n"
+
+
+def test_a_rank_that_finished_is_not_failed_by_its_interpreter_shutdown(
+    reference, prepared, params, tmp_path, monkeypatch
+):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(ABORT_AT_EXIT)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    again, _, _ = _train(prepared, params, CheckpointStore(tmp_path / "checkpoints"))
+    assert tensors_digest(again["weights"]) == tensors_digest(reference[0]["weights"])
+
+
+def test_a_failure_after_every_rank_finished_says_so(tmp_path):
+    for rank in (0, 1):
+        place = {"rank": rank, "node_rank": rank, "host": "box", "pid": 100 + rank}
+        (tmp_path / f"rank-{rank}.json").write_text(json.dumps(place))
+        (tmp_path / f"rank-{rank}.done").touch()
+    distributed = DistributedParams(
+        world_size=2, nnodes=2, rendezvous="127.0.0.1:1", workdir=str(tmp_path)
+    )
+    message = _failure(tmp_path, 1, distributed)
+    assert "every rank (0, 1) finished training" in message
+    assert "exiting" in message and "kedro repro resume" in message
 
 
 def test_ddp_resume_from_a_mid_epoch_checkpoint_is_bit_exact(reference, prepared, params, tmp_path):

@@ -489,6 +489,13 @@ def _failure(workdir: Path, returncode: int, distributed: DistributedParams) -> 
     if errors:
         first = min(errors)
         return f"{head}; {where(first)} raised:\n{errors[first]}"
+    if places and done >= set(places):
+        ranks = ", ".join(map(str, sorted(done)))
+        return (
+            f"{head}; every rank ({ranks}) finished training, then a process ended abnormally "
+            "while exiting (torchrun's output above names it); "
+            "`kedro repro resume` continues the run from its last checkpoint"
+        )
     return f"{head} (output above)"
 
 
@@ -500,3 +507,10 @@ def _last_line(text: str) -> str:
 
 if __name__ == "__main__":
     main()
+    # Everything a rank produces is on disk by now (result, done file). Interpreter shutdown can
+    # abort in gloo's C++ threads ("terminate called without an active exception", SIGABRT),
+    # which would fail a finished training; end the process without it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
