@@ -60,6 +60,14 @@ def train_segment(inputs: Any, stop_step: int) -> None:
     train(inputs, stop_step)
 
 
+def segment_warmup() -> None:
+    """What every segment would import again after the fork: the training code, and
+    ``torch._dynamo``, which torch.optim's constructors import lazily (about 1 s)."""
+    import torch._dynamo  # noqa: F401
+
+    import speech_repro.pipelines.training.segment  # noqa: F401
+
+
 def describe_metrics(metrics: dict[str, Any]) -> list[str]:
     """One line per scored split: WER, CER, MER, WIL and the number of utterances (with a
     lexicon, the constrained WER too); then which training step the model is, and why."""
@@ -121,6 +129,7 @@ REPRO = ReproConfig(
     ),
     resume_dataset="training_checkpoints",
     train_segment=train_segment,
+    segment_warmup=segment_warmup,
     data_dirs=("data/01_raw",),
     parameter_schema=PARAMETER_SCHEMA,
     determinism_section="determinism",

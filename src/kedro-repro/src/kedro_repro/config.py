@@ -192,6 +192,10 @@ class ReproConfig:
     node that reads :attr:`resume_dataset`, loaded as the run saved them (parameters typed, the
     checkpoint store continuing from the interval's first checkpoint); it returns once the
     checkpoint of ``stop_step`` is written. None: segment verification is not offered."""
+    segment_warmup: Callable[[], None] | None = None
+    """Called once in the segment host before it forks the segments: imports what
+    :attr:`train_segment` would otherwise import in every child (no computation: nothing may
+    pass from one segment to another)."""
 
     @property
     def namespace(self) -> str:

@@ -28,7 +28,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,8 @@ from kedro_repro.verify import (
     package_differences,
     prepare_workdir,
     recorded_environment,
-    replay,
+    replay_command,
+    replayed_run_id,
     restored_import_paths,
 )
 
@@ -51,6 +51,8 @@ VERDICTS = ["bitwise", "uncheckable", "diverged", "failed", "tampered"]
 """Per segment, best first: reproduced; cannot be checked (a checkpoint was pruned); replayed
 to another state; the replay itself failed; a recorded checkpoint's bytes are not the recorded
 ones (not replayed)."""
+EVALUATION_TASK = "evaluation"
+"""The segment host's name for the evaluation replay in what it prints (segments: their index)."""
 OVERALL = {"uncheckable": "incomplete"}
 """The overall verdict is the worst segment's, except that uncheckable segments make it
 ``incomplete``."""
@@ -297,12 +299,14 @@ def verify_segments(
             f"{len(differing)} package(s) differ from the run's" if differing else "packages as recorded"
         )  # fmt: skip
     variables = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    variables.pop("KEDRO_REPRO_RUN", None)  # it chooses what notebooks show; runs refuse it
     variables["PYTHONPATH"] = os.pathsep.join(
         [*restored_import_paths(project, workdir, sys.path), *filter(None, [os.environ.get("PYTHONPATH")])]
     )  # fmt: skip
     section = record.checkpoints[dataset]
     to_replay = [s for s in result.segments if s.verdict == "not replayed"]
-
+    folder = workdir / "segments"
+    folder.mkdir(parents=True, exist_ok=True)
     plan = {
         "run_id": run_id,
         "env": record.env,
@@ -317,18 +321,22 @@ def verify_segments(
             if n in upstream and n in record.ledger and not record.ledger[n].files
         },
         "workers": workers,
-        "evaluation_done": str(workdir / "segments" / "evaluation.done"),
+        # The recorded evaluation, as `kedro run` would replay it, run by the host first.
+        "evaluation": {
+            "args": replay_command(evaluation_record, None, python)[3:],
+            "log": str(folder / "evaluation.log"),
+        },
         "segments": [],
     }
     by_index = {segment.index: segment for segment in to_replay}
     for segment in to_replay:
-        folder = workdir / "segments" / f"{segment.index:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        segment_folder = folder / f"{segment.index:05d}"
+        segment_folder.mkdir(parents=True, exist_ok=True)
         start = None
         if segment.start is not None:
             entry = section.history[segment.start]
             start = single_checkpoint_store(
-                folder / "start",
+                segment_folder / "start",
                 project / section.directory / segment.start,
                 {"step": entry.step, "digest": entry.digest, "bytes": entry.bytes},
             )
@@ -337,16 +345,16 @@ def verify_segments(
                 "index": segment.index,
                 "start": str(start) if start else None,
                 "stop_step": segment.end_step,
-                "folder": str(folder),
+                "folder": str(segment_folder),
             }
         )
 
     def grade(segment: Segment, returncode: int, seconds: float, failure: str) -> None:
-        folder = workdir / "segments" / f"{segment.index:05d}"
+        segment_folder = folder / f"{segment.index:05d}"
         segment.seconds = round(seconds, 2)
-        replayed = folder / "replayed" / segment.end
+        replayed = segment_folder / "replayed" / segment.end
         if returncode != 0 or not replayed.is_file():
-            log = folder / "worker.log"
+            log = segment_folder / "worker.log"
             lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
             segment.verdict = "failed"
             segment.detail = f"the replay failed ({log}): {(lines[-1:] or [failure])[0][:300]}"
@@ -355,48 +363,44 @@ def verify_segments(
         if progress is not None:
             progress(f"segment {segment.index} ({segment.label()}): {segment.verdict}")
 
-    def run_segments() -> None:
-        if not to_replay:
-            return
-        plan_file = workdir / "segments" / "plan.json"
-        plan_file.write_text(json.dumps(plan, indent=1))  # to rerun the replays by hand
-        with open(workdir / "segments" / "host.log", "w") as host_log:
-            host = subprocess.Popen(
-                [python, "-m", "kedro_repro.segments", str(plan_file)],
-                cwd=workdir, env=variables, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=host_log, text=True,
-            )  # fmt: skip
-            assert host.stdout is not None
-            for line in host.stdout:  # "<index> <returncode> <seconds>" as each one ends
-                index, returncode, seconds = line.split()
-                grade(by_index.pop(int(index)), int(returncode), float(seconds), "")
-            host.wait()
-        errors = (workdir / "segments" / "host.log").read_text(errors="replace").strip()
-        failure = (errors.splitlines()[-1:] or [f"exit {host.returncode}"])[0]
-        for segment in list(by_index.values()):  # the host failed before replaying them
-            grade(segment, host.returncode or 1, 0.0, f"segment host: {failure}")
-
-    def run_evaluation() -> None:
-        try:
-            replay_id = replay(workdir, evaluation_record, None, python=python, project=project)
-        except RuntimeError as error:
+    def grade_evaluation(returncode: int, failure: str) -> None:
+        replay_id = replayed_run_id(workdir, evaluation_record)
+        if replay_id is None:
+            log = Path(plan["evaluation"]["log"])
+            tail = log.read_text(errors="replace")[-600:] if log.is_file() else failure
             result.evaluation_verdict = "failed"
             result.evaluation = [
-                {"dataset": "(replay)", "grade": "failed", "detail": str(error)[-600:]}
+                {"dataset": "(replay)", "grade": "failed", "detail": f"exit {returncode}: {tail}"}
             ]
-            return
-        finally:
-            Path(plan["evaluation_done"]).touch()  # its worker slot is free for a segment
-        _grade_evaluation(result, project, record, workdir, replay_id, config)
+        else:
+            _grade_evaluation(result, project, record, workdir, replay_id, config)
         if progress is not None:
             progress(f"evaluation from the recorded model: {result.evaluation_verdict}")
 
-    # The segment host imports and loads while the evaluation replay runs; it starts training
-    # once the evaluation has freed its slot (or at once on the other --workers slots).
-    (workdir / "segments").mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(run_evaluation), pool.submit(run_segments)]:
-            future.result()
+    plan_file = folder / "plan.json"
+    plan_file.write_text(json.dumps(plan, indent=1))  # to rerun the replays by hand
+    evaluated = False
+    with open(folder / "host.log", "w") as host_log:
+        host = subprocess.Popen(
+            [python, "-m", "kedro_repro.segments", str(plan_file)],
+            cwd=workdir, env=variables, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=host_log, text=True,
+        )  # fmt: skip
+        assert host.stdout is not None
+        for line in host.stdout:  # "<task> <returncode> <seconds>" as each one ends
+            task, returncode, seconds = line.split()
+            if task == EVALUATION_TASK:
+                grade_evaluation(int(returncode), "")
+                evaluated = True
+            else:
+                grade(by_index.pop(int(task)), int(returncode), float(seconds), "")
+        host.wait()
+    errors = (folder / "host.log").read_text(errors="replace").strip()
+    failure = f"segment host: {(errors.splitlines()[-1:] or [f'exit {host.returncode}'])[0]}"
+    for segment in list(by_index.values()):  # the host failed before replaying them
+        grade(segment, host.returncode or 1, 0.0, failure)
+    if not evaluated:
+        grade_evaluation(host.returncode or 1, failure)
     verdicts = [s.verdict for s in result.segments]
     verdicts.append("bitwise" if result.evaluation_verdict == "bitwise" else "diverged")
     if result.checkpoint_problems:
@@ -594,27 +598,57 @@ def _host(plan: dict[str, Any]) -> None:
                         f"{name} is not what run {plan['run_id']} recorded (content {actual}, "
                         f"recorded {expected}); not replayed"
                     )
+    if config.segment_warmup is not None:
+        config.segment_warmup()
     sys.stdout.flush()
     sys.stderr.flush()
-    running: dict[int, tuple[int, float]] = {}  # pid -> (segment index, start time)
-    pending = list(plan["segments"])
-    evaluated = Path(plan["evaluation_done"])
+    running: dict[int, tuple[str, float]] = {}  # pid -> (task, start time)
+    # The evaluation first: it is one `kedro run`, the segments wait for nothing but a slot.
+    pending: list[tuple[str, Callable[[], int]]] = []
+    if plan.get("evaluation"):
+        pending.append((EVALUATION_TASK, lambda: _evaluate(plan["evaluation"])))
+    for task in plan["segments"]:
+        pending.append(
+            (
+                str(task["index"]),
+                lambda task=task: _replay_one(config, inputs, plan["dataset"], task),
+            )
+        )
     while pending or running:
-        # The evaluation replay holds one of the workers' slots until it is done: more training
-        # threads than cores (OpenMP threads spin while they wait) cost more than they overlap.
-        slots = plan["workers"] - (0 if evaluated.exists() else 1)
-        while pending and len(running) < slots:
-            task = pending.pop(0)
+        while pending and len(running) < plan["workers"]:
+            name, work = pending.pop(0)
             pid = os.fork()
-            if pid == 0:  # the child: one segment, then exit without running the parent's cleanup
-                os._exit(_replay_one(config, inputs, plan["dataset"], task))
-            running[pid] = (task["index"], time.perf_counter())
-        if not running:
-            time.sleep(0.05)
-            continue
+            if pid == 0:  # the child: one task, then exit without running the parent's cleanup
+                os._exit(work())
+            running[pid] = (name, time.perf_counter())
         pid, status = os.wait()
-        index, started = running.pop(pid)
-        print(index, os.waitstatus_to_exitcode(status), time.perf_counter() - started, flush=True)
+        name, started = running.pop(pid)
+        print(name, os.waitstatus_to_exitcode(status), time.perf_counter() - started, flush=True)
+
+
+def _evaluate(evaluation: dict[str, Any]) -> int:
+    """In a forked child: ``kedro <args>`` (the recorded evaluation's replay), in this process,
+    which has imported everything it needs; output to the plan's evaluation log; exit code."""
+    from kedro.framework.cli import main as kedro
+
+    _output_to(Path(evaluation["log"]))
+    sys.argv = ["kedro", *evaluation["args"]]
+    try:
+        kedro()
+    except SystemExit as stop:
+        code = stop.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
+
+
+def _output_to(log: Path) -> None:
+    """Send this process's stdout and stderr to ``log``."""
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
 
 
 def _replay_one(
@@ -626,9 +660,7 @@ def _replay_one(
     from kedro_repro.checkpoints import CheckpointStore
 
     folder = Path(task["folder"])
-    log = os.open(folder / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+    _output_to(folder / "worker.log")
     try:
         checkpoints = CheckpointStore(folder / "replayed", resume_from=task["start"])
         config.train_segment({**inputs, dataset: checkpoints}, task["stop_step"])

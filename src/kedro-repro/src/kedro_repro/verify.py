@@ -387,15 +387,19 @@ def replay(
             tail = [*tail[-80:], line]
             if progress is not None:
                 progress(line.rstrip("\n"))
-    runs = sorted(
-        p.name
-        for p in (workdir / RUNS_DIR).iterdir()
-        if (workdir / RUNS_DIR).is_dir() and is_run_id(p.name)
-    ) if (workdir / RUNS_DIR).exists() else []  # fmt: skip
-    replayed = [r for r in runs if r not in record.load_versions.values()]
-    if process.returncode != 0 and not replayed:
+    replay_id = replayed_run_id(workdir, record)
+    if replay_id is None:
         raise RuntimeError("the replay failed before it started:\n" + "".join(tail)[-4000:])
-    return replayed[-1]
+    return replay_id
+
+
+def replayed_run_id(workdir: Path, record: RunRecord) -> str | None:
+    """The run a replay of ``record`` in ``workdir`` recorded (the latest bundle there that is
+    not one the replay loads from), or None if it recorded none."""
+    runs = workdir / RUNS_DIR
+    found = sorted(p.name for p in runs.iterdir() if is_run_id(p.name)) if runs.is_dir() else []
+    replayed = [r for r in found if r not in record.load_versions.values()]
+    return replayed[-1] if replayed else None
 
 
 def compare_values(a: Any, b: Any, rtol: float, atol: float) -> tuple[bool, float | None]:
