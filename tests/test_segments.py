@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,14 @@ from kedro_repro.checkpoints import state_digest
 from kedro_repro.hashing import file_digest
 from kedro_repro.integrity import check_run
 from kedro_repro.record import CheckpointEntry, load_run
-from kedro_repro.segments import Segment, _grade, choose_segments, plan_segments
+from kedro_repro.segments import (
+    Segment,
+    SegmentsUnavailable,
+    _grade,
+    _read_structure,
+    choose_segments,
+    plan_segments,
+)
 from kedro_repro.state import save_state
 
 from .conftest import copy_project, kedro_unchecked, run_kedro
@@ -200,3 +209,33 @@ def test_a_replayed_state_that_differs_is_diverged_naming_the_part(tmp_path):
     assert "model (max |diff| 0.5)" in segment.detail and "optimizer" not in segment.detail
     _grade(segment, entry, recorded, recorded.parent)
     assert segment.verdict == "bitwise"
+
+
+def _host_that_prints(tmp_path: Path, script: str) -> subprocess.Popen:
+    """A real child process standing in for the segment host's first words."""
+    log = open(tmp_path / "host.log", "w")  # noqa: SIM115 - the child writes it until it ends
+    return subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=log, text=True,
+    )  # fmt: skip
+
+
+def test_a_sweep_read_by_the_host_is_refused_naming_the_training_nodes(tmp_path):
+    structure = {
+        "trainers": [{"name": f"seed_{i}.train", "inputs": ["features"]} for i in range(3)],
+        "evaluation_inputs": [],
+    }
+    host = _host_that_prints(tmp_path, f"print('structure', {json.dumps(json.dumps(structure))})")
+    with pytest.raises(SegmentsUnavailable, match="3 nodes reading training_checkpoints"):
+        _read_structure(host, tmp_path / "host.log", "RUN", STORE)
+    host.wait()
+
+
+def test_a_host_that_stops_before_the_structure_names_its_last_words(tmp_path):
+    script = "import sys; sys.exit('ModuleNotFoundError: No module named kedro_repro.segments')"
+    host = _host_that_prints(tmp_path, script)
+    with pytest.raises(SegmentsUnavailable) as refused:
+        _read_structure(host, tmp_path / "host.log", "RUN", STORE)
+    message = str(refused.value)
+    assert "exit 1" in message and "No module named kedro_repro.segments" in message
+    assert "--code current" in message

@@ -39,6 +39,7 @@ from kedro_repro.record import RUNS_DIR, CheckpointEntry, RunOptions, RunRecord,
 from kedro_repro.rerun import compose_pipelines, load_versions_of
 from kedro_repro.verify import (
     ReplayRefused,
+    link_pinned_inputs,
     package_differences,
     prepare_workdir,
     recorded_environment,
@@ -227,127 +228,92 @@ def verify_segments(
         )
     dataset = config.resume_dataset
     segments = plan_segments(record, dataset)
-    check = check_run(project, run_id)
-    own = f"checkpoints:{dataset}"
-    others = [p for p in check.problems if p.item != own]
-    if others:
-        require_intact(project, run_id, what="to verify")  # raises with every problem named
-    for source in sorted({v for v in record.load_versions.values()}):
-        require_intact(project, source, what="to verify a run that loaded")
-    tampered = {Path(p.path).name: p.describe() for p in check.problems if p.item == own}
-    for segment in segments:
-        bad = [tampered[n] for n in (segment.start, segment.end) if n in tampered]
-        if bad and segment.verdict != "uncheckable":
-            segment.verdict, segment.detail = "tampered", "; ".join(bad)
     seed = secrets.randbelow(2**31) if seed is None else seed
     chosen = choose_segments(len(segments), count, seed)
     workers = workers or default_workers(record, config, overrides)
-    result = SegmentVerification(
-        run_id=run_id,
-        seed=seed,
-        segments_total=len(segments),
-        chosen=chosen,
-        segments=[segments[i] for i in chosen],
-        uncheckable=[s for s in segments if s.verdict == "uncheckable"],
-        checkpoint_problems=sorted(tampered.values()),
-        policy=_policy_dict(record, dataset),
-        workers=workers,
-        overrides=dict(overrides or {}),
-        integrity={
-            "seal": check.seal,
-            "signature": check.signature.describe() if check.signature else "unsigned",
-            "files_checked": check.files_checked,
-        },
-    )
-    pipeline = compose_pipelines(record.pipelines)
-    trainers = [n for n in pipeline.nodes if dataset in n.inputs]
-    if len(trainers) != 1:
-        raise SegmentsUnavailable(
-            f"run {run_id}'s pipelines have {len(trainers)} nodes reading {dataset} (a sweep "
-            "trains in namespaces): segment verification replays runs with one training node"
-        )
-    trainer = trainers[0]
-    evaluation = compose_pipelines(config.rerun_pipelines)
-    upstream = (set(trainer.inputs) | evaluation.inputs()) - {dataset, "parameters"}
-    upstream = {name for name in upstream if not name.startswith("params:")}
-    versions = load_versions_of(record, upstream)
-    evaluation_record = record.model_copy(
-        update={
-            "pipelines": list(config.rerun_pipelines),
-            "run_options": RunOptions(),
-            "load_versions": {
-                **record.load_versions,
-                **{n: v for n, v in versions.items() if n in evaluation.inputs()},
-            },
-        }
-    )
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"segments-{run_id}-"))
-    result.workdir = str(workdir)
-    result.code, catalog = prepare_workdir(
-        project, evaluation_record, workdir, config.data_dirs, result.overrides, code=code,
+    code_described, catalog = prepare_workdir(
+        project, record, workdir, config.data_dirs, dict(overrides or {}), code=code,
         trust_patch=trust_patch,
     )  # fmt: skip
-    _link_recorded_files(project, workdir, record, upstream, catalog)
     if code == "recorded":
-        python, result.environment = recorded_environment(
+        python, environment = recorded_environment(
             project, record, workdir, sync_env, cache_name=config.name
         )
     else:
         python = sys.executable
         differing = package_differences(record.environment.packages, _installed())
-        result.environment = f"this interpreter ({sys.executable}), " + (
+        environment = f"this interpreter ({sys.executable}), " + (
             f"{len(differing)} package(s) differ from the run's" if differing else "packages as recorded"
         )  # fmt: skip
-    variables = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
-    variables.pop("KEDRO_REPRO_RUN", None)  # it chooses what notebooks show; runs refuse it
-    variables["PYTHONPATH"] = os.pathsep.join(
-        [*restored_import_paths(project, workdir, sys.path), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )  # fmt: skip
-    section = record.checkpoints[dataset]
-    to_replay = [s for s in result.segments if s.verdict == "not replayed"]
     folder = workdir / "segments"
     folder.mkdir(parents=True, exist_ok=True)
-    plan = {
+    plan_file = folder / "plan.json"
+    plan: dict[str, Any] = {
         "run_id": run_id,
         "env": record.env,
         "pipelines": record.pipelines,
-        "node": trainer.name,
+        "evaluation_pipelines": list(config.rerun_pipelines),
         "dataset": dataset,
-        "versions": {n: versions.get(n) for n in trainer.inputs if n in upstream},
-        # Datasets without stored files to re-hash: checked by content once loaded.
-        "digests": {
-            n: record.ledger[n].digest
-            for n in trainer.inputs
-            if n in upstream and n in record.ledger and not record.ledger[n].files
-        },
         "workers": workers,
-        # The recorded evaluation, as `kedro run` would replay it, run by the host first.
-        "evaluation": {
-            "args": replay_command(evaluation_record, None, python)[3:],
-            "log": str(folder / "evaluation.log"),
-        },
-        "segments": [],
     }
-    by_index = {segment.index: segment for segment in to_replay}
-    for segment in to_replay:
-        segment_folder = folder / f"{segment.index:05d}"
-        segment_folder.mkdir(parents=True, exist_ok=True)
-        start = None
-        if segment.start is not None:
-            entry = section.history[segment.start]
-            start = single_checkpoint_store(
-                segment_folder / "start",
-                project / section.directory / segment.start,
-                {"step": entry.step, "digest": entry.digest, "bytes": entry.bytes},
-            )
-        plan["segments"].append(
-            {
-                "index": segment.index,
-                "start": str(start) if start else None,
-                "stop_step": segment.end_step,
-                "folder": str(segment_folder),
-            }
+    plan_file.write_text(json.dumps(plan, indent=1))
+    # The host starts now, in the replayed code, and reads the pipelines while this process
+    # checks the run's bytes; it loads nothing of the run before the plan is complete ("go").
+    with open(folder / "host.log", "w") as host_log:
+        host = subprocess.Popen(
+            [python, "-m", "kedro_repro.segments", str(plan_file)],
+            cwd=workdir, env=_host_variables(project, workdir), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=host_log, text=True,
+        )  # fmt: skip
+    assert host.stdin is not None and host.stdout is not None
+    try:
+        check = check_run(project, run_id)
+        own = f"checkpoints:{dataset}"
+        if [p for p in check.problems if p.item != own]:
+            require_intact(project, run_id, what="to verify")  # raises with every problem named
+        for source in sorted({v for v in record.load_versions.values()}):
+            require_intact(project, source, what="to verify a run that loaded")
+        tampered = {Path(p.path).name: p.describe() for p in check.problems if p.item == own}
+        for segment in segments:
+            bad = [tampered[n] for n in (segment.start, segment.end) if n in tampered]
+            if bad and segment.verdict != "uncheckable":
+                segment.verdict, segment.detail = "tampered", "; ".join(bad)
+        result = SegmentVerification(
+            run_id=run_id,
+            seed=seed,
+            segments_total=len(segments),
+            chosen=chosen,
+            segments=[segments[i] for i in chosen],
+            uncheckable=[s for s in segments if s.verdict == "uncheckable"],
+            checkpoint_problems=sorted(tampered.values()),
+            policy=_policy_dict(record, dataset),
+            workers=workers,
+            workdir=str(workdir),
+            code=code_described,
+            environment=environment,
+            overrides=dict(overrides or {}),
+            integrity={
+                "seal": check.seal,
+                "signature": check.signature.describe() if check.signature else "unsigned",
+                "files_checked": check.files_checked,
+            },
         )
+        structure = _read_structure(host, folder / "host.log", run_id, dataset)
+        evaluation_record = _complete_plan(
+            plan, structure, project, record, workdir, catalog, result.segments, python
+        )
+        plan_file.write_text(json.dumps(plan, indent=1))  # also to rerun the replays by hand
+        host.stdin.write("go\n")
+        host.stdin.close()
+    except BaseException:
+        host.kill()
+        host.wait()
+        raise
+    by_index = {
+        segment.index: segment for segment in result.segments if segment.verdict == "not replayed"
+    }
+    section = record.checkpoints[dataset]
 
     def grade(segment: Segment, returncode: int, seconds: float, failure: str) -> None:
         segment_folder = folder / f"{segment.index:05d}"
@@ -377,26 +343,16 @@ def verify_segments(
         if progress is not None:
             progress(f"evaluation from the recorded model: {result.evaluation_verdict}")
 
-    plan_file = folder / "plan.json"
-    plan_file.write_text(json.dumps(plan, indent=1))  # to rerun the replays by hand
     evaluated = False
-    with open(folder / "host.log", "w") as host_log:
-        host = subprocess.Popen(
-            [python, "-m", "kedro_repro.segments", str(plan_file)],
-            cwd=workdir, env=variables, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=host_log, text=True,
-        )  # fmt: skip
-        assert host.stdout is not None
-        for line in host.stdout:  # "<task> <returncode> <seconds>" as each one ends
-            task, returncode, seconds = line.split()
-            if task == EVALUATION_TASK:
-                grade_evaluation(int(returncode), "")
-                evaluated = True
-            else:
-                grade(by_index.pop(int(task)), int(returncode), float(seconds), "")
-        host.wait()
-    errors = (folder / "host.log").read_text(errors="replace").strip()
-    failure = f"segment host: {(errors.splitlines()[-1:] or [f'exit {host.returncode}'])[0]}"
+    for line in host.stdout:  # "<task> <returncode> <seconds>" as each one ends
+        task, returncode, seconds = line.split()
+        if task == EVALUATION_TASK:
+            grade_evaluation(int(returncode), "")
+            evaluated = True
+        else:
+            grade(by_index.pop(int(task)), int(returncode), float(seconds), "")
+    host.wait()
+    failure = f"segment host: {_last_line(folder / 'host.log') or f'exit {host.returncode}'}"
     for segment in list(by_index.values()):  # the host failed before replaying them
         grade(segment, host.returncode or 1, 0.0, failure)
     if not evaluated:
@@ -408,6 +364,118 @@ def verify_segments(
     worst = max(verdicts, key=VERDICTS.index)
     result.overall = OVERALL.get(worst, worst)
     return result
+
+
+def _host_variables(project: Path, workdir: Path) -> dict[str, str]:
+    """The segment host's environment: imports resolve to the replayed code in ``workdir``."""
+    variables = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    variables.pop("KEDRO_REPRO_RUN", None)  # it chooses what notebooks show; runs refuse it
+    variables["PYTHONPATH"] = os.pathsep.join(
+        [*restored_import_paths(project, workdir, sys.path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )  # fmt: skip
+    return variables
+
+
+def _last_line(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+    return lines[-1] if lines else ""
+
+
+def _read_structure(host: subprocess.Popen, log: Path, run_id: str, dataset: str) -> dict[str, Any]:
+    """The host's first line: the training node and evaluation inputs of the replayed code's
+    pipelines (``structure {...}``)."""
+    assert host.stdout is not None
+    kind, _, payload = host.stdout.readline().partition(" ")
+    if kind != "structure":
+        host.wait()
+        raise SegmentsUnavailable(
+            f"the segment host stopped before reading run {run_id}'s pipelines (exit "
+            f"{host.returncode}): {_last_line(log) or 'no output'}. A run whose recorded code "
+            "predates the host reading the pipelines itself replays its segments with "
+            "--code current"
+        )
+    structure = json.loads(payload)
+    trainers = structure["trainers"]
+    if len(trainers) != 1:
+        raise SegmentsUnavailable(
+            f"run {run_id}'s pipelines have {len(trainers)} nodes reading {dataset} "
+            "(a sweep trains in namespaces): segment verification replays runs with one training "
+            "node"
+        )
+    return structure
+
+
+def _complete_plan(
+    plan: dict[str, Any],
+    structure: dict[str, Any],
+    project: Path,
+    record: RunRecord,
+    workdir: Path,
+    catalog: dict[str, Any],
+    chosen: list[Segment],
+    python: str,
+) -> RunRecord:
+    """Add to ``plan`` what the host needs to replay: the training node's input versions and
+    digests, the evaluation's replay command, a checkpoint store per chosen segment; link the
+    run's stored files into ``workdir``. Returns the record the evaluation replays."""
+    (trainer,) = structure["trainers"]
+    dataset = plan["dataset"]
+    evaluation_inputs = set(structure["evaluation_inputs"])
+    upstream = (set(trainer["inputs"]) | evaluation_inputs) - {dataset, "parameters"}
+    upstream = {name for name in upstream if not name.startswith("params:")}
+    versions = load_versions_of(record, upstream)
+    pinned = {n: v for n, v in versions.items() if n in evaluation_inputs}
+    evaluation_record = record.model_copy(
+        update={
+            "pipelines": plan["evaluation_pipelines"],
+            "run_options": RunOptions(),
+            "load_versions": {**record.load_versions, **pinned},
+        }
+    )
+    extra = {n: v for n, v in pinned.items() if record.load_versions.get(n) != v}
+    if extra:
+        link_pinned_inputs(
+            project, record.model_copy(update={"load_versions": extra, "inputs": {}}), workdir, catalog
+        )  # fmt: skip
+    _link_recorded_files(project, workdir, record, upstream, catalog)
+    folder = workdir / "segments"
+    plan["node"] = trainer["name"]
+    plan["versions"] = {n: versions.get(n) for n in trainer["inputs"] if n in upstream}
+    # Datasets without stored files to re-hash: checked by content once loaded.
+    plan["digests"] = {
+        n: record.ledger[n].digest
+        for n in trainer["inputs"]
+        if n in upstream and n in record.ledger and not record.ledger[n].files
+    }
+    # The recorded evaluation, as `kedro run` would replay it, run by the host first.
+    plan["evaluation"] = {
+        "args": replay_command(evaluation_record, None, python)[3:],
+        "log": str(folder / "evaluation.log"),
+    }
+    section = record.checkpoints[dataset]
+    plan["segments"] = []
+    for segment in chosen:
+        if segment.verdict != "not replayed":
+            continue
+        segment_folder = folder / f"{segment.index:05d}"
+        segment_folder.mkdir(parents=True, exist_ok=True)
+        start = None
+        if segment.start is not None:
+            entry = section.history[segment.start]
+            start = single_checkpoint_store(
+                segment_folder / "start",
+                project / section.directory / segment.start,
+                {"step": entry.step, "digest": entry.digest, "bytes": entry.bytes},
+            )
+        plan["segments"].append(
+            {
+                "index": segment.index,
+                "start": str(start) if start else None,
+                "stop_step": segment.end_step,
+                "folder": str(segment_folder),
+            }
+        )
+    return evaluation_record
 
 
 def _installed() -> dict[str, str]:
@@ -551,7 +619,7 @@ def to_json(verification: SegmentVerification) -> str:
     return json.dumps(verification.to_dict(), indent=1, default=str)
 
 
-def _host(plan: dict[str, Any]) -> None:
+def _host(plan_file: Path) -> None:
     """Replay the plan's segments: load the training node's inputs once, as the run saved them,
     then fork one fresh child per segment (``workers`` at a time), each training from its own
     recorded checkpoint with the project's ``train_segment``.
@@ -561,6 +629,11 @@ def _host(plan: dict[str, Any]) -> None:
     that has done only that, no training computation, so nothing passes from one segment to
     another but the bytes every one of them loads alike. Prints ``<index> <returncode>
     <seconds>`` as each child ends.
+
+    A plan without ``segments`` is the verifier's first half: the host prints the structure of
+    the replayed code's pipelines (:func:`_structure`), starts the session, and waits for
+    ``go`` on stdin before it re-reads the completed plan and loads anything of the run. A
+    complete plan (``segments/plan.json`` after a verify) replays at once, by hand.
     """
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -573,7 +646,13 @@ def _host(plan: dict[str, Any]) -> None:
     bootstrap_project(project)
     config = project_config()
     assert config.train_segment is not None
-    node = next(n for n in compose_pipelines(plan["pipelines"]).nodes if n.name == plan["node"])
+    plan = json.loads(plan_file.read_text())
+    handshake = "segments" not in plan
+    if handshake:
+        structure = _structure(plan)
+        print("structure", json.dumps(structure), flush=True)
+        if len(structure["trainers"]) != 1:
+            return  # the verifier says why it stops
     with KedroSession.create(project_path=project, env=plan["env"]) as session:
         catalog = session.load_context().catalog
         if config.determinism_section:
@@ -582,6 +661,13 @@ def _host(plan: dict[str, Any]) -> None:
                 from kedro_repro.determinism import DeterminismPolicy, apply_policy
 
                 apply_policy(as_type(DeterminismPolicy, params[config.determinism_section]))
+        if config.segment_warmup is not None:
+            config.segment_warmup()
+        if handshake:
+            if sys.stdin.readline().strip() != "go":
+                return  # the verifier stopped (a refusal, a tampered file): nothing to replay
+            plan = json.loads(plan_file.read_text())
+        node = next(n for n in compose_pipelines(plan["pipelines"]).nodes if n.name == plan["node"])
         inputs: dict[str, Any] = {}
         for name in node.inputs:
             if name == plan["dataset"]:
@@ -598,8 +684,6 @@ def _host(plan: dict[str, Any]) -> None:
                         f"{name} is not what run {plan['run_id']} recorded (content {actual}, "
                         f"recorded {expected}); not replayed"
                     )
-    if config.segment_warmup is not None:
-        config.segment_warmup()
     sys.stdout.flush()
     sys.stderr.flush()
     running: dict[int, tuple[str, float]] = {}  # pid -> (task, start time)
@@ -624,6 +708,18 @@ def _host(plan: dict[str, Any]) -> None:
         pid, status = os.wait()
         name, started = running.pop(pid)
         print(name, os.waitstatus_to_exitcode(status), time.perf_counter() - started, flush=True)
+
+
+def _structure(plan: dict[str, Any]) -> dict[str, Any]:
+    """What the verifier needs of the replayed code's pipelines: the nodes that train (read
+    the plan's checkpoint dataset), with their inputs, and the evaluation pipelines' inputs."""
+    trainers = [
+        {"name": n.name, "inputs": list(n.inputs)}
+        for n in compose_pipelines(plan["pipelines"]).nodes
+        if plan["dataset"] in n.inputs
+    ]
+    evaluation = compose_pipelines(plan["evaluation_pipelines"])
+    return {"trainers": trainers, "evaluation_inputs": sorted(evaluation.inputs())}
 
 
 def _evaluate(evaluation: dict[str, Any]) -> int:
@@ -675,6 +771,6 @@ def _replay_one(
 
 if __name__ == "__main__":
     try:
-        _host(json.loads(Path(sys.argv[1]).read_text()))
+        _host(Path(sys.argv[1]))
     except (ReplayRefused, ArtifactTamperedError) as error:
         sys.exit(str(error))

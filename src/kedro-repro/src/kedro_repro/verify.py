@@ -233,7 +233,7 @@ def prepare_workdir(
         if (project / data_dir).exists():
             _mirror(project / data_dir, workdir / data_dir)
     (workdir / "data").mkdir(exist_ok=True)
-    _link_pinned_inputs(project, record, workdir, catalog)
+    link_pinned_inputs(project, record, workdir, catalog)
     return described, catalog
 
 
@@ -259,10 +259,11 @@ def _mirror(source: Path, destination: Path) -> None:
             _link_or_copy(str(entry), str(target))
 
 
-def _link_pinned_inputs(
+def link_pinned_inputs(
     project: Path, record: RunRecord, workdir: Path, catalog: dict[str, Any]
 ) -> None:
-    """Make every ``--load-versions`` input of the run (and its run's bundle) present in ``workdir``."""
+    """Make every ``--load-versions`` input of ``record`` (and its run's bundle) and every
+    unversioned input it read present in ``workdir``, by hard links."""
     for dataset, version in record.load_versions.items():
         entry = catalog.get(dataset)
         folder = None
