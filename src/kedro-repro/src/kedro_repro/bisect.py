@@ -314,6 +314,8 @@ class Bisection:
     interval: list[int] | None = None
     """``[start, end]``: the first checkpoint interval that does not reproduce (steps)."""
     interval_evidence: str = ""
+    logged_difference_step: int | None = None
+    """The first step whose logged values differ between the run and the replay, if logged."""
     replayed_to: int | None = None
     """The step replays ran from the interval's start to this step."""
     first_divergent_step: int | None = None
@@ -543,6 +545,7 @@ def bisect(
     # The logged values differ by that step, so the computation differed at it or before: the
     # step replays need not go further than that (nor to a checkpoint the run did not keep).
     logged = first_logged_difference(*traces) if traces else None
+    result.logged_difference_step = logged
     stop = min(end, logged) if logged else end
     say(f"bisect: first divergent interval: steps {start} -> {end} ({why})")
     return bisect_steps(
