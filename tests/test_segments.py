@@ -122,6 +122,40 @@ def test_a_flipped_byte_in_a_recorded_checkpoint_names_the_segment_and_file(hone
     assert "step-000000010.safetensors was modified" in result["checkpoint_problems"][0]
 
 
+def _processes_reading(path: Path) -> list[str]:
+    """Command lines of the live processes that name ``path``: a leftover host shows here."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            continue
+        if str(path).encode() in words:
+            found.append(" ".join(w.decode(errors="replace") for w in words))
+    return found
+
+
+def test_a_tampered_feature_shard_stops_verify_naming_it_and_the_host_with_it(honest, tmp_path):
+    source, run_id = honest
+    project = tmp_path / "project"
+    shutil.copytree(source, project, symlinks=True)
+    files = load_run(project / "data" / "09_runs", run_id).ledger["features"].files
+    shard = next(name for name in files if name.endswith("shard-00000.safetensors"))
+    data = bytearray((project / shard).read_bytes())
+    data[-1] ^= 0x01
+    (project / shard).write_bytes(bytes(data))
+    workdir = tmp_path / "replay"
+    result = kedro_unchecked(
+        project, "repro", "verify", run_id, "--segments", "2", "--workdir", str(workdir)
+    )
+    assert result.returncode != 0
+    assert f"{shard} was modified" in result.stdout + result.stderr
+    # The host started before the bytes were checked; it must not outlive the refusal.
+    assert (workdir / "segments" / "host.log").exists()
+    assert _processes_reading(workdir / "segments" / "plan.json") == []
+    assert not list(workdir.glob("segments/0*")), "no segment was replayed"
+
+
 def test_a_pruned_checkpoint_makes_its_segments_uncheckable(tmp_path):
     project = copy_project(tmp_path / "project")
     catalog = project / "conf" / "base" / "catalog.yml"
