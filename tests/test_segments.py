@@ -54,6 +54,12 @@ def _verify(project: Path, run_id: str, *args: str) -> tuple[int, dict]:
         raise AssertionError(f"no JSON:\n{result.stdout}\n{result.stderr}") from None
 
 
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # in the tensor data: the file still parses as safetensors
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory) -> tuple[Path, str]:
     project = copy_project(tmp_path_factory.mktemp("segments") / "project")
@@ -103,10 +109,7 @@ def test_a_flipped_byte_in_a_recorded_checkpoint_names_the_segment_and_file(hone
     project = tmp_path / "project"
     shutil.copytree(source, project, symlinks=True)
     section = load_run(project / "data" / "09_runs", run_id).checkpoints[STORE]
-    target = project / section.directory / "step-000000010.safetensors"  # ends segment 1
-    data = bytearray(target.read_bytes())
-    data[-1] ^= 0x01
-    target.write_bytes(bytes(data))
+    _flip_last_byte(project / section.directory / "step-000000010.safetensors")  # ends segment 1
     code, result = _verify(project, run_id, "--segments", "3", "--segment-seed", "1")
     assert code == 1
     assert result["overall"] == "tampered"
@@ -141,9 +144,7 @@ def test_a_tampered_feature_shard_stops_verify_naming_it_and_the_host_with_it(ho
     shutil.copytree(source, project, symlinks=True)
     files = load_run(project / "data" / "09_runs", run_id).ledger["features"].files
     shard = next(name for name in files if name.endswith("shard-00000.safetensors"))
-    data = bytearray((project / shard).read_bytes())
-    data[-1] ^= 0x01
-    (project / shard).write_bytes(bytes(data))
+    _flip_last_byte(project / shard)
     workdir = tmp_path / "replay"
     result = kedro_unchecked(
         project, "repro", "verify", run_id, "--segments", "2", "--workdir", str(workdir)
